@@ -1,0 +1,156 @@
+"""``python -m bench``: run the configurations of issue 7 and print the comparison.
+
+Exit status: 0 when every configuration ran without errors (the ratio targets
+are reported, never enforced, unless ``--strict``), 1 when a configuration
+failed to start or a request failed, 2 when ``--strict`` and a target missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bench import report
+from bench.broker import BrokerEnv, RunNames, check_broker, delete_all
+from bench.configs import BY_NAME, CONFIGS
+from bench.load import choose_generator
+from bench.runner import ROOT, ConfigRun, Options
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true",
+                        help="CI mode: short runs (3 s), targets reported only")
+    parser.add_argument("--only", default="",
+                        help="comma-separated configurations (default: all): "
+                             + ",".join(c.name for c in CONFIGS))
+    parser.add_argument("--duration", type=float, help="seconds per measured run "
+                        "(default 10, smoke 3)")
+    parser.add_argument("--warmup", type=float, help="seconds of unmeasured warm-up "
+                        "(default 2, smoke 1)")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (all configs)")
+    parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker")
+    parser.add_argument("--agents", type=int, default=1000,
+                        help="agents the spread configurations cycle through")
+    parser.add_argument("--requests-for-rss", type=int, dest="rss_requests",
+                        help="requests pushed through namespaces before reading RSS "
+                             "(default 20000, smoke 0)")
+    parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument("--no-install", action="store_true",
+                        help="do not try to apt-get install wrk when it is missing")
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--peer-reply-style", default="reply_to",
+                        help="passed to cluster_service.devpeers --reply-style ('' = its default)")
+    parser.add_argument("--start-timeout", type=float, default=30.0,
+                        help="seconds a configuration may take to become ready")
+    parser.add_argument("--json", type=Path, help="where to write results "
+                        "(default bench/results/last.json, smoke last-smoke.json)")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit 2 when a ratio target is missed (full runs)")
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.only.split(",") if n and n not in BY_NAME]
+    if unknown:
+        parser.error(f"unknown configuration(s): {', '.join(unknown)}")
+    return args
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _raise_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    selected = [c for c in CONFIGS if not args.only or c.name in args.only.split(",")]
+    options = Options(
+        workers=args.workers, threads=args.threads, connections=args.connections,
+        duration=args.duration or (3.0 if args.smoke else 10.0),
+        warmup=args.warmup or (1.0 if args.smoke else 2.0), agents=args.agents,
+        rss_requests=(args.rss_requests if args.rss_requests is not None
+                      else (0 if args.smoke else report.RSS_REQUESTS)),
+        start_timeout=args.start_timeout, peer_reply_style=args.peer_reply_style,
+        log_dir=RESULTS / "logs")
+    json_path = args.json or RESULTS / ("last-smoke.json" if args.smoke else "last.json")
+    broker = BrokerEnv.from_environ()
+    names = RunNames(prefix=f"bench-{os.getpid()}-")
+    started = time.monotonic()
+    check_broker(broker)
+    generator = choose_generator(args.generator, not args.no_install, args.wrk_threads, _log)
+    print(f"mode: {'smoke' if args.smoke else 'full'}; generator: {generator.description}; "
+          f"gunicorn gthread {options.workers} workers x {options.threads} threads; "
+          f"{options.connections} connections; {options.duration:g} s per run "
+          f"(+{options.warmup:g} s warm-up); broker {broker.host}:{broker.port}", flush=True)
+    results: list[dict[str, Any]] = []
+    try:
+        for config in selected:
+            _log(f"[{time.monotonic() - started:5.1f}s] {config.name}: {config.description}")
+            run = ConfigRun(config, options, generator, broker, names, _log)
+            result = run.execute()
+            results.append(result)
+            if "error" in result:
+                _log(f"  {config.name} FAILED: {result['error']}")
+            else:
+                _log(f"  {config.name}: {result['rps']:.0f} req/s, {result['errors']} errors")
+    finally:
+        delete_all(broker, names.queues(), names.exchanges())
+    return _finish(args, options, generator.description, results, json_path,
+                   time.monotonic() - started)
+
+
+def _finish(args: argparse.Namespace, options: Options, generator: str,
+            results: list[dict[str, Any]], json_path: Path, elapsed: float) -> int:
+    found = report.checks({r["name"]: r for r in results}, options.rss_requests)
+    problems = report.failures(results)
+    print()
+    print(report.table(results))
+    print()
+    print("targets (ratios of req/s measured in this run):")
+    print(report.checks_table(found))
+    for r in results:
+        if r.get("rpcs_by_queue"):
+            print(f"{r['name']}: RPCs/request by queue {r['rpcs_by_queue']}")
+    for problem in problems:
+        print(f"ERROR {problem}")
+    print(f"\ntotal {elapsed:.1f} s; results in {json_path}")
+    report.write_json(json_path, {
+        "mode": "smoke" if args.smoke else "full",
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "generator": generator,
+        "settings": {"workers": options.workers, "threads": options.threads,
+                     "worker_class": "gthread", "connections": options.connections,
+                     "duration_s": options.duration, "warmup_s": options.warmup,
+                     "agents": options.agents, "rss_requests": options.rss_requests},
+        "results": results,
+        "targets": [c.as_dict() for c in found],
+        "errors": problems,
+        "elapsed_s": round(elapsed, 1)})
+    if problems:
+        return 1
+    if args.strict and any(c.status == "MISS" for c in found):
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        _log("interrupted: every started process was stopped")
+        sys.exit(130)

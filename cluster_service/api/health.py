@@ -1,0 +1,38 @@
+"""Liveness and readiness probes: no key, never rate limited.
+
+``/health`` never touches the broker: a liveness probe that depends on the
+broker would restart every pod on a broker blip. ``/ready`` reports this
+worker's broker connection, so Kubernetes stops routing to a pod that cannot
+serve cluster calls.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from ..schemas import HealthResponse, ReadyResponse
+from ..services import services
+from ..timeutil import utc_timestamp
+
+VERSION = "1.0.0"
+
+bp = Blueprint("health", __name__)
+_health = HealthResponse()
+_ready = ReadyResponse()
+
+
+@bp.get("/health")
+def health() -> Response:
+    return jsonify(_health.dump({"status": "healthy", "service": "cluster_service",
+                                 "timestamp": utc_timestamp(), "version": VERSION}))
+
+
+@bp.get("/ready")
+def ready() -> tuple[Response, int]:
+    rpc = services().rpc
+    rpc.start()
+    up = rpc.connected
+    body = {"status": "ready" if up else "not_ready",
+            "checks": {"rabbitmq": "ok" if up else "unavailable"},
+            "timestamp": utc_timestamp()}
+    return jsonify(_ready.dump(body)), 200 if up else 503

@@ -1,0 +1,33 @@
+"""``GET /namespaces``: the namespaces of one agent's cluster."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from flask import Blueprint, Response, g, jsonify, request
+
+from ..schemas import NamespacesQuery, NamespacesResponse, load_query
+from ..services import services
+from ..timeutil import utc_timestamp
+from .auth import require_user
+
+bp = Blueprint("namespaces", __name__)
+_query = NamespacesQuery()
+_response = NamespacesResponse()
+
+
+@bp.get("/namespaces")
+@require_user
+def list_namespaces() -> Response:
+    query = load_query(_query, request.args)
+    namespaces = services().clusters.list_namespaces(g.user, query["agent_id"],
+                                                     query["cluster_id"])
+    return jsonify(_response.dump({
+        "success": True,
+        "agent_id": query["agent_id"],
+        "cluster_id": query["cluster_id"],
+        "namespaces": [asdict(ns) for ns in namespaces],
+        "total_count": len(namespaces),
+        "message": "Successfully retrieved namespaces from cluster",
+        "timestamp": utc_timestamp(),
+    }))

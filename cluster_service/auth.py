@@ -1,0 +1,185 @@
+"""API key → user, via the User Service over RabbitMQ, with an HTTP fallback.
+
+Order of checks for one key:
+
+1. Malformed keys (empty, over 256 characters, control or non-ASCII characters)
+   are rejected without asking anyone.
+2. A key validated less than ``AUTH_CACHE_TTL`` seconds ago is accepted from
+   this worker's cache; a key rejected less than ``AUTH_NEGATIVE_CACHE_TTL``
+   seconds ago is rejected from the negative cache, so a hammered bad key costs
+   one RPC, not one per request. Both caches are keyed by the key's SHA-256,
+   never by the key itself.
+3. Otherwise one RPC on the auth queue; concurrent requests with the same key
+   share it (single flight).
+4. If the broker path gives no verdict (broker down, timeout, backend error),
+   and ``USER_SERVICE_URL`` is set, the User Service is asked over HTTP. A
+   ``valid: false`` from the broker is a verdict and never falls back.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import requests
+
+from .config import Settings
+from .exceptions import (AuthBackendUnavailable, AuthenticationFailed, BrokerUnavailable,
+                         RemoteError, RpcTimeout)
+from .observer import Observer
+from .rpc.client import RpcClient
+from .security import cache_key, fingerprint, is_well_formed_api_key
+from .singleflight import SingleFlight
+from .ttlcache import TtlCache
+
+log = logging.getLogger(__name__)
+
+FALLBACK_PATH = "/api/v1.0/users/me/api-key"
+
+
+@dataclass(frozen=True)
+class User:
+    """The authenticated caller, as the User Service describes it."""
+
+    id: int
+    username: str
+    email: str | None = None
+    roles: str | None = None
+    is_active: bool = True
+
+    @classmethod
+    def from_reply(cls, data: Any) -> "User":
+        """Build from ``user_data``; anything unusable is the peer's fault (RemoteError)."""
+        if not isinstance(data, dict):
+            raise RemoteError("user_data is missing")
+        user_id, username = data.get("id"), data.get("username")
+        if isinstance(user_id, bool) or not isinstance(user_id, int) \
+                or not isinstance(username, str):
+            raise RemoteError("user_data has no valid id or username")
+        email, roles = data.get("email"), data.get("roles")
+        return cls(id=user_id, username=username,
+                   email=email if isinstance(email, str) else None,
+                   roles=roles if isinstance(roles, str) else None,
+                   is_active=data.get("is_active", True) is not False)
+
+
+class UserServiceClient:
+    """The HTTP fallback: ``GET {USER_SERVICE_URL}/api/v1.0/users/me/api-key``."""
+
+    def __init__(self, settings: Settings, session: requests.Session | None = None) -> None:
+        self._url = settings.user_service_url + FALLBACK_PATH
+        self._timeout = settings.user_service_timeout
+        self._verify: bool | str = settings.user_service_ca_bundle or \
+            settings.user_service_verify_ssl
+        self._session = session or requests.Session()
+
+    def validate(self, api_key: str) -> User:
+        """Return the user, raise AuthenticationFailed (401/403) or AuthBackendUnavailable."""
+        try:
+            response = self._session.get(self._url, headers={"X-API-Key": api_key},
+                                         timeout=self._timeout, verify=self._verify,
+                                         allow_redirects=False)
+        except requests.RequestException as error:
+            log.warning("user service fallback unreachable",
+                        extra={"event": "auth_fallback_error", "error_type": type(error).__name__})
+            raise AuthBackendUnavailable() from None
+        if response.status_code in (401, 403):
+            raise AuthenticationFailed()
+        if response.status_code != 200:
+            log.warning("user service fallback answered %s", response.status_code,
+                        extra={"event": "auth_fallback_error"})
+            raise AuthBackendUnavailable()
+        try:
+            user = User.from_reply(response.json())
+        except (ValueError, RemoteError):
+            raise AuthBackendUnavailable() from None
+        if not user.is_active:
+            raise AuthenticationFailed()
+        return user
+
+
+class Authenticator:
+    """Turns an API key into a :class:`User` or raises; see the module docstring."""
+
+    def __init__(self, settings: Settings, rpc: RpcClient,
+                 fallback: UserServiceClient | None = None,
+                 observer: Observer | None = None,
+                 audit: Callable[[str, str, User | None], None] | None = None) -> None:
+        self._settings = settings
+        self._rpc = rpc
+        self._fallback = fallback
+        self._observer = observer or Observer()
+        self._audit = audit or (lambda outcome, key_fp, user: None)
+        self._valid: TtlCache[User] = TtlCache(settings.auth_cache_ttl)
+        self._rejected: TtlCache[bool] = TtlCache(settings.auth_negative_cache_ttl)
+        self._flights: SingleFlight[User] = SingleFlight()
+
+    def authenticate(self, api_key: str | None) -> User:
+        """The user behind ``api_key``; raises AuthenticationFailed or AuthBackendUnavailable."""
+        if api_key is None or not is_well_formed_api_key(api_key):
+            self._observer.auth_outcome("rejected")
+            self._audit("malformed", "-", None)
+            raise AuthenticationFailed()
+        key = cache_key(api_key)
+        user = self._valid.get(key)
+        if user is not None:
+            self._observer.auth_outcome("cached")
+            return user
+        if self._rejected.get(key):
+            self._observer.auth_outcome("rejected")
+            self._audit("rejected_cached", fingerprint(api_key), None)
+            raise AuthenticationFailed()
+        user, _shared = self._flights.do(key, lambda: self._validate(api_key, key),
+                                         self._settings.auth_timeout + 1)
+        return user
+
+    def _validate(self, api_key: str, key: str) -> User:
+        key_fp = fingerprint(api_key)
+        try:
+            user = self._ask_broker(api_key)
+            outcome = "valid"
+        except (BrokerUnavailable, RpcTimeout, RemoteError) as error:
+            if self._fallback is None:
+                self._observer.auth_outcome("error")
+                self._audit("backend_error", key_fp, None)
+                raise AuthBackendUnavailable() from None
+            log.info("auth over broker gave no verdict, trying HTTP fallback",
+                     extra={"event": "auth_fallback", "reason": type(error).__name__})
+            try:
+                user = self._fallback.validate(api_key)
+            except AuthenticationFailed:
+                self._reject(key, key_fp)
+                raise
+            except AuthBackendUnavailable:
+                self._observer.auth_outcome("error")
+                self._audit("backend_error", key_fp, None)
+                raise
+            outcome = "fallback"
+        except AuthenticationFailed:
+            self._reject(key, key_fp)
+            raise
+        self._valid.put(key, user)
+        self._observer.auth_outcome(outcome)
+        self._audit("success", key_fp, user)
+        return user
+
+    def _reject(self, key: str, key_fp: str) -> None:
+        self._rejected.put(key, True)
+        self._observer.auth_outcome("rejected")
+        self._audit("rejected", key_fp, None)
+
+    def _ask_broker(self, api_key: str) -> User:
+        reply = self._rpc.call(self._settings.auth_request_queue,
+                               {"api_key": api_key, "service": "cluster_service"},
+                               self._settings.auth_timeout)
+        valid = reply.get("valid")
+        if valid is True:
+            user = User.from_reply(reply.get("user_data"))
+            if not user.is_active:
+                raise AuthenticationFailed()
+            return user
+        if valid is False:
+            raise AuthenticationFailed()
+        # No "valid" at all: the User Service had an internal error. Not a verdict.
+        raise RemoteError("auth backend error")

@@ -1,0 +1,149 @@
+"""Cluster operations: build the Onboarding Service request, map its reply or error.
+
+Replies are validated here against contract §2 ("Namespaces", "Connected
+agents"). Anything that does not fit is the peer's fault and becomes a
+RemoteError (502); the peer's own error text is logged (truncated), never
+returned to the client.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from .auth import User
+from .bulkhead import KeyedBulkhead
+from .config import Settings
+from .exceptions import AgentNotConnected, AgentTimeout, Forbidden, RemoteError
+from .rpc.client import RpcClient
+from .singleflight import SingleFlight
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """One Kubernetes namespace as the HTTP API returns it."""
+
+    name: str
+    status: str
+    created_at: str | None
+    labels: dict[str, Any] = field(default_factory=dict)
+    annotations: dict[str, Any] = field(default_factory=dict)
+
+
+class ClusterOperations:
+    """The two operations the HTTP API offers, over the RPC client."""
+
+    def __init__(self, settings: Settings, rpc: RpcClient) -> None:
+        self._settings = settings
+        self._rpc = rpc
+        self._per_agent = KeyedBulkhead(settings.max_inflight_per_agent,
+                                        settings.saturation_wait, 20 * settings.saturation_wait)
+        self._namespace_flights: SingleFlight[list[Namespace]] = SingleFlight()
+
+    def list_namespaces(self, user: User, agent_id: str, cluster_id: int | None) -> list[Namespace]:
+        """Namespaces of the agent's cluster. Identical concurrent requests share one RPC."""
+        key = (user.id, agent_id, cluster_id)
+        namespaces, _shared = self._namespace_flights.do(
+            key, lambda: self._fetch_namespaces(user, agent_id, cluster_id),
+            self._settings.websocket_timeout + 1)
+        return namespaces
+
+    def _fetch_namespaces(self, user: User, agent_id: str,
+                          cluster_id: int | None) -> list[Namespace]:
+        payload = {
+            "command": "get-namespaces",
+            "agent_id": agent_id,
+            "cluster_id": cluster_id,
+            "cluster_config": {"cluster_id": cluster_id, "include_details": True},
+            "user": {"id": user.id, "username": user.username},
+        }
+        self._per_agent.acquire(agent_id)
+        try:
+            reply = self._rpc.call(self._settings.namespace_request_queue, payload,
+                                   self._settings.websocket_timeout)
+        finally:
+            self._per_agent.release(agent_id)
+        _raise_for_error(reply, reply, agent_id)
+        result = _result_object(reply.get("result"))
+        _raise_for_error(result, reply, agent_id)
+        return _namespaces(result.get("namespaces"))
+
+    def connected_agents(self, user: User) -> list[str]:
+        """Ids of the agents connected now, sorted, without duplicates."""
+        reply = self._rpc.call(self._settings.agents_request_queue,
+                               {"command": "list-agents",
+                                "user": {"id": user.id, "username": user.username}},
+                               self._settings.websocket_timeout)
+        _raise_for_error(reply, reply, "")
+        agents = reply.get("agents")
+        if not isinstance(agents, list):
+            raise RemoteError("reply has no agents list")
+        ids = set()
+        for item in agents:
+            agent_id = item.get("agent_id") if isinstance(item, dict) else item
+            if not isinstance(agent_id, str) or not agent_id:
+                raise RemoteError("agents list holds an invalid entry")
+            ids.add(agent_id)
+        return sorted(ids)
+
+
+_ERRORS_BY_CODE = {
+    "agent_not_connected": AgentNotConnected,
+    "forbidden": Forbidden,
+    "agent_timeout": AgentTimeout,
+}
+
+
+def _raise_for_error(data: dict[str, Any], reply: dict[str, Any], agent_id: str) -> None:
+    """Raise the mapped error if ``data`` says the operation failed."""
+    error = data.get("error")
+    failed = error is True or (isinstance(error, str) and error.strip() != "") or \
+        (error not in (None, False, "") and not isinstance(error, str))
+    if not failed:
+        return
+    code = data.get("error_code") or reply.get("error_code")
+    detail = data.get("message") if error is True else error
+    log.warning("peer reported an error", extra={
+        "event": "peer_error", "agent_id": agent_id, "error_code": str(code)[:64],
+        "peer_message": str(detail)[:200]})
+    if code == "agent_not_connected":
+        raise AgentNotConnected(agent_id)
+    if code in _ERRORS_BY_CODE:
+        raise _ERRORS_BY_CODE[code]()
+    raise RemoteError("the agent reported an error")
+
+
+def _result_object(result: Any) -> dict[str, Any]:
+    if isinstance(result, str):
+        try:
+            result = json.loads(result)
+        except ValueError:
+            raise RemoteError("result is not valid JSON") from None
+    if not isinstance(result, dict):
+        raise RemoteError("reply has no result object")
+    return result
+
+
+def _namespaces(items: Any) -> list[Namespace]:
+    if not isinstance(items, list):
+        raise RemoteError("result has no namespaces list")
+    namespaces = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) \
+                or not item["name"]:
+            raise RemoteError("namespaces list holds an invalid entry")
+        labels, annotations = item.get("labels") or {}, item.get("annotations") or {}
+        status = item.get("status")
+        created = item.get("createdAt", item.get("created_at"))
+        if not isinstance(labels, dict) or not isinstance(annotations, dict):
+            raise RemoteError("namespace labels or annotations are not objects")
+        namespaces.append(Namespace(
+            name=item["name"],
+            status=status if isinstance(status, str) and status else "Unknown",
+            created_at=created if isinstance(created, str) else None,
+            labels=labels, annotations=annotations))
+    return namespaces

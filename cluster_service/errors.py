@@ -1,0 +1,104 @@
+"""The one JSON error envelope, and the one mapping from domain errors to HTTP.
+
+Views raise; these handlers format. Every error body has the same five keys
+and never holds a stack trace, an exception's text or an API key.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from . import exceptions as exc
+from .context import current_request_id
+from .timeutil import utc_timestamp
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5
+
+# Most specific first: the first matching class wins.
+_DOMAIN_ERRORS: list[tuple[type[exc.ClusterServiceError], int, str]] = [
+    (exc.InvalidRequest, 400, "invalid_request"),
+    (exc.AuthenticationFailed, 401, "authentication_failed"),
+    (exc.TooManyAuthFailures, 429, "rate_limit_exceeded"),
+    (exc.Forbidden, 403, "forbidden"),
+    (exc.AgentNotConnected, 404, "agent_not_connected"),
+    (exc.AgentTimeout, 504, "agent_timeout"),
+    (exc.RpcTimeout, 504, "agent_timeout"),
+    (exc.RemoteError, 502, "agent_error"),
+    (exc.AuthBackendUnavailable, 503, "service_unavailable"),
+    (exc.BrokerUnavailable, 503, "service_unavailable"),
+    (exc.Saturated, 503, "service_unavailable"),
+]
+
+_HTTP_CODES = {
+    400: ("invalid_request", "Invalid request"),
+    401: ("authentication_failed", "Authentication failed"),
+    404: ("not_found", "The requested URL was not found"),
+    405: ("method_not_allowed", "The method is not allowed for this URL"),
+    413: ("payload_too_large", "Request entity too large"),
+    414: ("uri_too_long", "Request URI too long"),
+    429: ("rate_limit_exceeded", "Rate limit exceeded"),
+    431: ("request_header_fields_too_large", "Request header fields too large"),
+}
+
+
+def error_response(status: int, error: str, message: str,
+                   headers: dict[str, str] | None = None) -> Response:
+    """Build the contract's error envelope."""
+    response = jsonify(success=False, error=error, message=message,
+                       request_id=current_request_id(), timestamp=utc_timestamp())
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def domain_error_status(error: exc.ClusterServiceError) -> tuple[int, str]:
+    """The HTTP status and contract error code for a domain error."""
+    for kind, status, code in _DOMAIN_ERRORS:
+        if isinstance(error, kind):
+            return status, code
+    return 500, "internal_error"
+
+
+def _handle_domain(error: exc.ClusterServiceError) -> Response:
+    status, code = domain_error_status(error)
+    headers: dict[str, str] = {}
+    if status == 503:
+        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    if isinstance(error, exc.TooManyAuthFailures):
+        headers["Retry-After"] = str(error.retry_after)
+    message = error.message if status != 500 else "Internal server error"
+    return error_response(status, code, message, headers)
+
+
+def _handle_http(error: HTTPException) -> Response:
+    status = error.code or 500
+    code, message = _HTTP_CODES.get(status, ("http_error", error.name))
+    headers: dict[str, Any] = {}
+    if status == 405 and error.valid_methods:  # type: ignore[attr-defined]
+        headers["Allow"] = ", ".join(sorted(error.valid_methods))  # type: ignore[attr-defined]
+    if status >= 500:
+        code, message = "internal_error", "Internal server error"
+    return error_response(status, code, message, headers)
+
+
+def _handle_unexpected(error: Exception) -> Response:
+    # The exception goes to the log with its type only; the traceback may hold
+    # locals such as an API key, so it is logged at DEBUG without being rendered
+    # into the response.
+    log.error("unhandled error", extra={"event": "unhandled_error",
+                                        "error_type": type(error).__name__})
+    return error_response(500, "internal_error", "Internal server error")
+
+
+def init_app(app: Flask) -> None:
+    """Register the handlers on ``app``."""
+    app.register_error_handler(exc.ClusterServiceError, _handle_domain)
+    app.register_error_handler(HTTPException, _handle_http)
+    app.register_error_handler(Exception, _handle_unexpected)

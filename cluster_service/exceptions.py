@@ -1,0 +1,109 @@
+"""Domain errors, in one flat module.
+
+Lower layers raise these; ``errors.py`` maps each one to an HTTP status and the
+contract's error code in a single table. Messages are safe to show a client:
+they never hold an API key, a message body or an exception's text.
+"""
+
+from __future__ import annotations
+
+
+class ClusterServiceError(Exception):
+    """Base of every error this service raises on purpose."""
+
+    message = "Internal server error"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.message)
+        self.message = message or self.message
+
+
+class InvalidRequest(ClusterServiceError):
+    """The client's input is malformed; the message names the field."""
+
+    message = "Invalid request"
+
+
+class AuthenticationFailed(ClusterServiceError):
+    """The key is missing, malformed, or rejected by the User Service."""
+
+    message = "Authentication failed"
+
+
+class AuthBackendUnavailable(ClusterServiceError):
+    """No auth backend could give an answer (broker, User Service and fallback all failed)."""
+
+    message = "Authentication service unavailable"
+
+
+class TooManyAuthFailures(ClusterServiceError):
+    """This client address failed authentication too often (brute-force defence)."""
+
+    message = "Rate limit exceeded"
+
+    def __init__(self, retry_after: int = 60) -> None:
+        super().__init__()
+        self.retry_after = retry_after
+
+
+class RpcError(ClusterServiceError):
+    """Something went wrong with a request/reply exchange over the broker."""
+
+
+class BrokerUnavailable(RpcError):
+    """The broker connection is down or never came up; the request is not in flight."""
+
+    message = "Message broker unavailable"
+
+
+class Saturated(RpcError):
+    """Too many RPCs are stuck in this worker (or for this agent) to accept another one now."""
+
+    message = "Service is saturated, retry later"
+
+
+class RpcTimeout(RpcError):
+    """No reply arrived within the request's timeout."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"Agent did not respond within {timeout:g} seconds")
+        self.timeout = timeout
+
+
+class RemoteError(RpcError):
+    """The peer (or the agent behind it) answered with an error or an invalid reply.
+
+    ``code`` is the contract's ``error_code`` when the peer sent one we know.
+    """
+
+    message = "Failed to communicate with agent"
+
+    def __init__(self, detail: str = "", code: str | None = None) -> None:
+        base = "Failed to communicate with agent"
+        super().__init__(f"{base}: {detail}" if detail else base)
+        self.code = code
+
+
+class AgentNotConnected(RemoteError):
+    """The Onboarding Service says the agent is unknown or not connected."""
+
+    def __init__(self, agent_id: str = "") -> None:
+        super().__init__("agent is not connected", "agent_not_connected")
+        self.message = (f"Agent {agent_id} is not connected" if agent_id
+                        else "Agent is not connected")
+
+
+class Forbidden(RemoteError):
+    """The Onboarding Service says this user may not use this agent."""
+
+    def __init__(self) -> None:
+        super().__init__("access denied", "forbidden")
+        self.message = "You are not allowed to use this agent"
+
+
+class AgentTimeout(RemoteError):
+    """The Onboarding Service itself reports that the agent did not answer."""
+
+    def __init__(self) -> None:
+        super().__init__("agent did not respond", "agent_timeout")
+        self.message = "Agent did not respond in time"

@@ -1,0 +1,53 @@
+"""JSON log lines on stdout (or ``LOG_FILE``), each tagged with the request id.
+
+Secrets policy: no code path logs an API key or a message body at INFO or
+above; keys appear only as ``key_fp`` (``security.fingerprint``). Tracebacks
+are not logged by the request path (they can hold local variables' values in
+their text only when rendered with locals, which we never do), but exception
+*types* are.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from pythonjsonlogger.json import JsonFormatter
+
+from .config import Settings
+from .context import current_request_id
+
+_HANDLER_NAME = "cluster_service"
+
+
+class _RequestIdFilter(logging.Filter):
+    """Adds ``request_id`` and ``pid`` to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = current_request_id()
+        record.pid = os.getpid()
+        return True
+
+
+def configure_logging(settings: Settings) -> None:
+    """Install one JSON handler on the root logger (idempotent: replaces ours if present)."""
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if old.get_name() == _HANDLER_NAME:
+            root.removeHandler(old)
+    handler: logging.Handler = (logging.FileHandler(settings.log_file, encoding="utf-8")
+                                if settings.log_file else logging.StreamHandler(sys.stdout))
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(JsonFormatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(pid)s",
+        rename_fields={"levelname": "level", "asctime": "time", "name": "logger"},
+        datefmt="%Y-%m-%dT%H:%M:%S%z"))
+    handler.addFilter(_RequestIdFilter())
+    root.addHandler(handler)
+    root.setLevel(settings.log_level)
+    # pika logs every connection step at INFO and its own tracebacks at ERROR;
+    # our transport reports connection changes itself.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)

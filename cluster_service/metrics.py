@@ -1,0 +1,93 @@
+"""Prometheus metrics, correct under gunicorn's many worker processes.
+
+When ``PROMETHEUS_MULTIPROC_DIR`` is set (``gunicorn.conf.py`` sets and wipes
+it before the workers start), every worker writes its values to files there
+and a scrape aggregates all of them through ``MultiProcessCollector``, so the
+answer does not depend on which worker served the scrape. Without it (tests,
+the Flask dev server) the default in-process registry is used.
+
+The metric objects are module-level, as prometheus_client expects; they must be
+created after the environment variable is set, which holds because the app is
+imported in the workers, after ``gunicorn.conf.py`` has run.
+"""
+
+from __future__ import annotations
+
+import os
+
+from flask import Flask, Response
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,
+                               generate_latest)
+from prometheus_client import multiprocess
+
+from .observer import Observer
+
+_LATENCY_BUCKETS = (.005, .01, .025, .05, .075, .1, .25, .5, 1, 2.5, 5, 10, 30, 60)
+
+HTTP_REQUESTS = Counter("cluster_http_requests_total", "HTTP requests served",
+                        ["endpoint", "method", "status"])
+HTTP_LATENCY = Histogram("cluster_http_request_duration_seconds", "HTTP request latency",
+                         ["endpoint"], buckets=_LATENCY_BUCKETS)
+AUTH_OUTCOMES = Counter("cluster_auth_outcomes_total",
+                        "Authentication outcomes: valid, rejected, cached, fallback, error",
+                        ["outcome"])
+RPC_PUBLISHED = Counter("cluster_rpc_published_total", "RPC request messages published",
+                        ["queue"])
+RPC_DURATION = Histogram("cluster_rpc_duration_seconds", "RPC round trip by queue and outcome",
+                         ["queue", "outcome"], buckets=_LATENCY_BUCKETS)
+REPLIES_DROPPED = Counter("cluster_rpc_replies_dropped_total",
+                          "Replies that matched no waiting request", ["reason"])
+REPLIES_REROUTED = Counter("cluster_rpc_replies_rerouted_total",
+                           "Replies forwarded to the worker that owns them")
+RPC_INFLIGHT = Gauge("cluster_rpc_inflight", "RPCs waiting for a reply",
+                     multiprocess_mode="livesum")
+BROKER_CONNECTED = Gauge("cluster_broker_connected",
+                         "1 when this worker's broker connection is up",
+                         multiprocess_mode="liveall")
+
+
+class PrometheusObserver(Observer):
+    """Feeds the RPC and auth events into the metrics above."""
+
+    def rpc_published(self, queue: str) -> None:
+        RPC_PUBLISHED.labels(queue).inc()
+
+    def rpc_finished(self, queue: str, outcome: str, seconds: float) -> None:
+        RPC_DURATION.labels(queue, outcome).observe(seconds)
+
+    def rpc_inflight(self, delta: int) -> None:
+        RPC_INFLIGHT.inc(delta)
+
+    def reply_dropped(self, reason: str) -> None:
+        REPLIES_DROPPED.labels(reason).inc()
+
+    def reply_rerouted(self) -> None:
+        REPLIES_REROUTED.inc()
+
+    def broker_connected(self, connected: bool) -> None:
+        BROKER_CONNECTED.set(1 if connected else 0)
+
+    def auth_outcome(self, outcome: str) -> None:
+        AUTH_OUTCOMES.labels(outcome).inc()
+
+
+def observe_request(endpoint: str, method: str, status: int, seconds: float) -> None:
+    """Count one HTTP request and its latency."""
+    HTTP_REQUESTS.labels(endpoint, method, str(status)).inc()
+    HTTP_LATENCY.labels(endpoint).observe(seconds)
+
+
+def render() -> Response:
+    """The Prometheus text exposition, aggregated over all workers when multiprocess."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        data = generate_latest(registry)
+    else:
+        data = generate_latest()
+    return Response(data, mimetype=CONTENT_TYPE_LATEST)
+
+
+def init_app(app: Flask) -> None:
+    """Nothing to attach yet; kept for symmetry with the other extensions."""
+    app.extensions["cluster_metrics"] = PrometheusObserver()

@@ -1,0 +1,33 @@
+"""The narrow interface through which the RPC and auth layers report what happened.
+
+Those layers must not depend on prometheus_client or Flask; they call an
+``Observer``. ``metrics.PrometheusObserver`` implements it for production, and
+tests use the no-op base class or a recording subclass.
+"""
+
+from __future__ import annotations
+
+
+class Observer:
+    """Receives events; every method is a no-op here so a subclass overrides only what it needs."""
+
+    def rpc_published(self, queue: str) -> None:
+        """A request message was handed to the broker connection."""
+
+    def rpc_finished(self, queue: str, outcome: str, seconds: float) -> None:
+        """An RPC ended: outcome is ok, timeout, error, broker_unavailable or saturated."""
+
+    def rpc_inflight(self, delta: int) -> None:
+        """The number of RPCs waiting for a reply in this worker changed by ``delta``."""
+
+    def reply_dropped(self, reason: str) -> None:
+        """A reply matched no waiting request: unknown, not_owner, unroutable."""
+
+    def reply_rerouted(self) -> None:
+        """A reply for another worker was forwarded to the reply fanout exchange."""
+
+    def broker_connected(self, connected: bool) -> None:
+        """This worker's broker connection went up (True) or down (False)."""
+
+    def auth_outcome(self, outcome: str) -> None:
+        """An authentication ended: valid, rejected, cached, fallback, error."""

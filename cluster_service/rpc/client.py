@@ -1,0 +1,306 @@
+"""RPC logic over a message broker: request ids, waiting, timeouts and reply routing.
+
+This module never imports pika. It talks to a :class:`Transport` (the pika I/O
+thread in ``pika_transport.py``, or a fake in unit tests) through three plain
+callables, so the logic can be tested in milliseconds and the transport against
+the real broker.
+
+Threading model (one instance per gunicorn worker process)
+-----------------------------------------------------------
+* **Request threads** (gunicorn's gthread pool) call :meth:`RpcClient.call`.
+  Each call creates one :class:`PendingCall` (an Event plus a result slot),
+  registers it in ``_pending`` under ``_lock``, asks the transport to publish,
+  and blocks on the Event with the call's timeout. Request threads never touch
+  pika objects; ``Transport.publish`` only hands a closure to the I/O thread.
+* **The I/O thread** (owned by the transport) is the only thread that touches
+  the pika connection. It delivers every reply to :meth:`on_reply` and every
+  connection change to :meth:`on_connection_change`. Both are short: they look
+  up or fail pending calls and set their Events; they never block.
+* ``_lock`` guards ``_pending`` and ``_connected`` together. Registering a call
+  and checking that the connection is up happen under the same lock as
+  "connection lost, fail everything pending", so a call is either failed by the
+  disconnect or refused up front; none can slip in between and wait for a reply
+  that can no longer come.
+
+Reply routing
+-------------
+A peer answers either to ``reply_to`` (this worker's own exclusive queue) or to
+a fixed results queue shared by every worker of every replica. A reply is
+matched by ``correlation_id`` or, failing that, by the body's ``request_id``.
+A reply found on a *fixed* queue whose request is not ours is returned as
+:data:`REROUTE`; the transport then republishes it to a fanout exchange that
+every worker's reply queue is bound to, marked as rerouted. Its owner resolves
+it and everyone else drops it as ``not_owner``. Rerouted replies are never
+rerouted again, so nothing loops. Unknown, late and duplicate replies are
+dropped and counted; their bodies are never logged.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+from ..bulkhead import Bulkhead
+from ..context import current_request_id
+from ..exceptions import BrokerUnavailable, RemoteError, RpcError, RpcTimeout, Saturated
+from ..observer import Observer
+
+log = logging.getLogger(__name__)
+
+
+class ReplyOutcome(enum.Enum):
+    """What :meth:`RpcClient.on_reply` did with a reply."""
+
+    DELIVERED = "delivered"
+    REROUTE = "reroute"
+    DROPPED = "dropped"
+
+
+REROUTE = ReplyOutcome.REROUTE
+
+
+@dataclass(frozen=True)
+class OutgoingRequest:
+    """Everything the transport needs to publish one request message."""
+
+    queue: str
+    body: bytes
+    request_id: str
+    http_request_id: str
+    expiration_ms: int
+
+
+class Transport(Protocol):
+    """What :class:`RpcClient` needs from the broker side."""
+
+    def start(self, on_reply: Callable[..., ReplyOutcome],
+              on_connection_change: Callable[[bool], None]) -> None:
+        """Begin connecting in the transport's own thread; return at once."""
+
+    def publish(self, request: OutgoingRequest, on_failure: Callable[[str], None]) -> None:
+        """Hand a request to the I/O thread; raise BrokerUnavailable if it cannot take it."""
+
+    def close(self, timeout: float) -> None:
+        """Close the connection cleanly and stop the I/O thread."""
+
+
+class PendingCall:
+    """One request waiting for its reply."""
+
+    __slots__ = ("request_id", "queue", "_event", "_body", "_error")
+
+    def __init__(self, request_id: str, queue: str) -> None:
+        self.request_id = request_id
+        self.queue = queue
+        self._event = threading.Event()
+        self._body: bytes | None = None
+        self._error: RpcError | None = None
+
+    def resolve(self, body: bytes) -> None:
+        """Called by the I/O thread with the reply body."""
+        self._body = body
+        self._event.set()
+
+    def fail(self, error: RpcError) -> None:
+        """Called when the reply can never come (connection lost, publish failed)."""
+        self._error = error
+        self._event.set()
+
+    def wait(self, timeout: float) -> bytes:
+        """Block until resolved, failed, or ``timeout`` seconds passed."""
+        if not self._event.wait(timeout):
+            raise RpcTimeout(timeout)
+        if self._error is not None:
+            raise self._error
+        assert self._body is not None  # nosec B101 - set together with the event
+        return self._body
+
+
+class RpcClient:
+    """Request/reply over a :class:`Transport`; safe to call from many threads."""
+
+    def __init__(self, transport: Transport, *, fixed_queues: tuple[str, ...] = (),
+                 connect_wait: float = 5.0, inflight: Bulkhead | None = None,
+                 observer: Observer | None = None) -> None:
+        self._transport = transport
+        self._fixed_queues = frozenset(fixed_queues)
+        self._connect_wait = connect_wait
+        self._inflight = inflight
+        self._observer = observer or Observer()
+        self._lock = threading.Lock()
+        self._pending: dict[str, PendingCall] = {}
+        self._connected = False
+        self._first_attempt_done = threading.Event()
+        self._started = False
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the transport once (idempotent). Call after fork, never at import."""
+        with self._lock:
+            if self._started or self._closed:
+                return
+            self._started = True
+        self._transport.start(self.on_reply, self.on_connection_change)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Fail what is pending and close the transport."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            started = self._started
+        if started:
+            self._transport.close(timeout)
+        self._fail_all(BrokerUnavailable())
+
+    @property
+    def connected(self) -> bool:
+        """Whether this worker's broker connection is up now."""
+        return self._connected
+
+    @property
+    def pending_count(self) -> int:
+        """How many calls are waiting for a reply (0 when idle: nothing leaks)."""
+        return len(self._pending)
+
+    # -- request side (request threads) -------------------------------------
+
+    def call(self, queue: str, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Publish ``payload`` to ``queue`` and return the reply body as a dict.
+
+        ``request_id`` and ``timestamp`` are added to the payload. Raises
+        BrokerUnavailable, Saturated, RpcTimeout, or RemoteError (reply not a
+        JSON object).
+        """
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            body = self._call_raw(queue, payload, timeout)
+            reply = parse_reply(body)
+            outcome = "ok"
+            return reply
+        except RpcTimeout:
+            outcome = "timeout"
+            raise
+        except BrokerUnavailable:
+            outcome = "broker_unavailable"
+            raise
+        except Saturated:
+            outcome = "saturated"
+            raise
+        finally:
+            self._observer.rpc_finished(queue, outcome, time.monotonic() - started)
+
+    def _call_raw(self, queue: str, payload: dict[str, Any], timeout: float) -> bytes:
+        self.start()
+        if not self._first_attempt_done.is_set():
+            # Broker state "starting": wait briefly for the first attempt.
+            self._first_attempt_done.wait(self._connect_wait)
+        if not self._connected:
+            raise BrokerUnavailable()
+        if self._inflight is not None:
+            self._inflight.acquire()
+        try:
+            return self._exchange(queue, payload, timeout)
+        finally:
+            if self._inflight is not None:
+                self._inflight.release()
+
+    def _exchange(self, queue: str, payload: dict[str, Any], timeout: float) -> bytes:
+        request_id = str(uuid.uuid4())
+        message = dict(payload, request_id=request_id, timestamp=time.time())
+        call = PendingCall(request_id, queue)
+        request = OutgoingRequest(
+            queue=queue, body=json.dumps(message).encode(), request_id=request_id,
+            http_request_id=current_request_id(),
+            expiration_ms=max(1, int(timeout * 1000)))
+        with self._lock:
+            if not self._connected:
+                raise BrokerUnavailable()
+            self._pending[request_id] = call
+        self._observer.rpc_inflight(1)
+        try:
+            self._transport.publish(request, self._on_publish_failure)
+            self._observer.rpc_published(queue)
+            return call.wait(timeout)
+        finally:
+            with self._lock:
+                self._pending.pop(request_id, None)
+            self._observer.rpc_inflight(-1)
+
+    def _on_publish_failure(self, request_id: str) -> None:
+        with self._lock:
+            call = self._pending.get(request_id)
+        if call is not None:
+            call.fail(BrokerUnavailable())
+
+    # -- broker side (I/O thread) -------------------------------------------
+
+    def on_reply(self, source_queue: str, body: bytes, correlation_id: str | None,
+                 rerouted: bool = False) -> ReplyOutcome:
+        """Route one reply. Runs in the I/O thread; must not block."""
+        # Lock-free reads: a single dict.get is atomic under the GIL, and a call
+        # removed concurrently only means its Event is set after nobody waits.
+        call = self._pending.get(correlation_id) if correlation_id else None
+        if call is None:
+            request_id = _request_id_of(body)
+            call = self._pending.get(request_id) if request_id else None
+            if request_id is None and correlation_id is None:
+                self._observer.reply_dropped("unroutable")
+                log.debug("reply without request id dropped", extra={"queue": source_queue})
+                return ReplyOutcome.DROPPED
+        if call is not None:
+            call.resolve(body)
+            return ReplyOutcome.DELIVERED
+        if source_queue in self._fixed_queues and not rerouted:
+            self._observer.reply_rerouted()
+            return ReplyOutcome.REROUTE
+        reason = "not_owner" if rerouted else "unknown"
+        self._observer.reply_dropped(reason)
+        log.debug("reply for an unknown or finished request dropped",
+                  extra={"queue": source_queue, "reason": reason})
+        return ReplyOutcome.DROPPED
+
+    def on_connection_change(self, connected: bool) -> None:
+        """Record the connection state; on loss fail every pending call at once."""
+        with self._lock:
+            self._connected = connected
+        self._first_attempt_done.set()
+        self._observer.broker_connected(connected)
+        if not connected:
+            self._fail_all(BrokerUnavailable())
+
+    def _fail_all(self, error: RpcError) -> None:
+        with self._lock:
+            calls = list(self._pending.values())
+        for call in calls:
+            call.fail(error)
+
+
+def _request_id_of(body: bytes) -> str | None:
+    """The body's ``request_id``, or None when the body is not a JSON object with one."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    request_id = data.get("request_id") if isinstance(data, dict) else None
+    return request_id if isinstance(request_id, str) else None
+
+
+def parse_reply(body: bytes) -> dict[str, Any]:
+    """Decode a reply body; anything but a JSON object is the peer's fault (502)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise RemoteError("reply is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise RemoteError("reply is not a JSON object")
+    return data

@@ -1,0 +1,261 @@
+"""The pika I/O thread: connect, declare, publish, consume, reconnect.
+
+pika 1.4's ``BlockingConnection`` is not thread-safe: its only thread-safe
+method is ``add_callback_threadsafe``. So one daemon thread per worker process
+(``amqp-io``) creates the connection, owns it and its single channel, and loops
+``process_data_events(time_limit=1)``. That loop also services heartbeats when
+no HTTP traffic comes. Request threads hand publishes over as closures via
+``add_callback_threadsafe``; consumer callbacks and connection changes are
+reported to the RPC logic (``client.RpcClient``) from this thread.
+
+Queues: the request and results queues are shared with the existing KubeSage
+peers, which declare them ``durable=True`` with no arguments; any other
+arguments would fail with PRECONDITION_FAILED, so we declare them identically.
+Each connection also declares its own reply queue, ``exclusive`` (and so
+deleted by the broker when the connection dies): a worker that crashes leaves
+nothing behind, and after a reconnect nothing is owed to the old queue because
+every call pending at the disconnect has already been failed. The reply queue
+is bound to a fanout exchange to which replies found on the fixed results
+queues are forwarded when they belong to another worker (see ``client.py``).
+
+Reconnects use a capped exponential back-off (0.25 s doubling to 2 s): the cap
+is small so a worker is serving again within seconds of the broker's return.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import socket
+import threading
+import uuid
+from typing import Any, Callable
+
+import pika
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel
+from pika.spec import Basic, BasicProperties
+
+from ..config import Settings
+from ..exceptions import BrokerUnavailable
+from .client import OutgoingRequest, ReplyOutcome
+
+log = logging.getLogger(__name__)
+
+REROUTED_HEADER = "x-rerouted-from"
+APP_ID = "cluster_service"
+_MIN_DELAY, _MAX_DELAY = 0.25, 2.0
+
+
+def connection_parameters(settings: Settings) -> pika.ConnectionParameters:
+    """pika parameters from settings; short socket timeouts so a dead broker is noticed fast."""
+    return pika.ConnectionParameters(
+        host=settings.rabbitmq_host,
+        port=settings.rabbitmq_port,
+        virtual_host=settings.rabbitmq_vhost,
+        credentials=pika.PlainCredentials(settings.rabbitmq_user, settings.rabbitmq_password),
+        heartbeat=settings.rabbitmq_heartbeat,
+        blocked_connection_timeout=30,
+        connection_attempts=1,
+        socket_timeout=5,
+        stack_timeout=10,
+        client_properties={"connection_name": f"cluster_service {socket.gethostname()} "
+                                              f"pid {os.getpid()}"},
+    )
+
+
+class PikaTransport:
+    """One broker connection owned by one I/O thread. See the module docstring."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._params = connection_parameters(settings)
+        self._request_queues = (settings.auth_request_queue, settings.namespace_request_queue,
+                                settings.agents_request_queue)
+        self._result_queues = settings.result_queues
+        self._reroute_ttl_ms = str(int(max(settings.websocket_timeout,
+                                           settings.auth_timeout) * 1000))
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._connection: pika.BlockingConnection | None = None
+        self._channel: BlockingChannel | None = None
+        self._reply_queue = ""
+        self._thread: threading.Thread | None = None
+        self._on_reply: Callable[..., ReplyOutcome] | None = None
+        self._on_change: Callable[[bool], None] | None = None
+
+    @property
+    def reply_queue(self) -> str:
+        """This connection's reply queue name ('' while disconnected)."""
+        return self._reply_queue
+
+    # -- called from other threads ------------------------------------------
+
+    def start(self, on_reply: Callable[..., ReplyOutcome],
+              on_connection_change: Callable[[bool], None]) -> None:
+        """Start the I/O thread; it connects, and reconnects until :meth:`close`."""
+        self._on_reply, self._on_change = on_reply, on_connection_change
+        self._thread = threading.Thread(target=self._run, name="amqp-io", daemon=True)
+        self._thread.start()
+
+    def publish(self, request: OutgoingRequest, on_failure: Callable[[str], None]) -> None:
+        """Hand one publish to the I/O thread. Raises BrokerUnavailable when disconnected."""
+        with self._lock:
+            connection = self._connection
+            if connection is None:
+                raise BrokerUnavailable()
+            try:
+                connection.add_callback_threadsafe(
+                    functools.partial(self._publish, request, on_failure))
+            except pika.exceptions.ConnectionWrongStateError:
+                raise BrokerUnavailable() from None
+
+    def close(self, timeout: float) -> None:
+        """Stop reconnecting, close the connection cleanly, and wait for the thread."""
+        self._stopping.set()
+        with self._lock:
+            connection = self._connection
+        if connection is not None:
+            try:
+                connection.add_callback_threadsafe(lambda: None)  # wake the loop now
+            except pika.exceptions.ConnectionWrongStateError:
+                pass
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    # -- the I/O thread ------------------------------------------------------
+
+    def _run(self) -> None:
+        delay = _MIN_DELAY
+        while not self._stopping.is_set():
+            try:
+                self._connect()
+                delay = _MIN_DELAY
+                self._loop()
+            except (pika.exceptions.AMQPError, OSError) as error:
+                self._log_failure(error)
+            except Exception:  # never let the I/O thread die: the worker would go deaf
+                log.exception("unexpected error in the broker I/O thread")
+            finally:
+                self._disconnect()
+            if self._stopping.wait(delay):
+                break
+            delay = min(delay * 2, _MAX_DELAY)
+
+    def _connect(self) -> None:
+        connection = pika.BlockingConnection(self._params)
+        try:
+            channel = connection.channel()
+            channel.basic_qos(prefetch_count=256)
+            for queue in self._request_queues + self._result_queues:
+                channel.queue_declare(queue=queue, durable=True)
+            channel.exchange_declare(self._settings.reply_exchange, exchange_type="fanout",
+                                     durable=True)
+            reply_queue = (f"cluster_service.reply.{socket.gethostname()}.{os.getpid()}."
+                           f"{uuid.uuid4().hex[:8]}")
+            channel.queue_declare(queue=reply_queue, exclusive=True, auto_delete=True)
+            channel.queue_bind(reply_queue, self._settings.reply_exchange)
+            # Consume before any publish (replies cannot arrive before we listen).
+            channel.basic_consume(reply_queue, self._on_own_reply, auto_ack=True)
+            for queue in self._result_queues:
+                channel.basic_consume(queue, functools.partial(self._on_fixed_reply, queue),
+                                      auto_ack=False)
+        except BaseException:
+            _close_quietly(connection)
+            raise
+        with self._lock:
+            self._connection, self._channel, self._reply_queue = connection, channel, reply_queue
+        log.info("broker connected", extra={"event": "broker_connected",
+                                            "broker": f"{self._params.host}:{self._params.port}",
+                                            "reply_queue": reply_queue})
+        assert self._on_change is not None  # nosec B101 - set by start()
+        self._on_change(True)
+
+    def _loop(self) -> None:
+        connection = self._connection
+        assert connection is not None  # nosec B101 - set by _connect()
+        while not self._stopping.is_set():
+            connection.process_data_events(time_limit=1)
+
+    def _disconnect(self) -> None:
+        with self._lock:
+            connection, self._connection, self._channel = self._connection, None, None
+            self._reply_queue = ""
+        if connection is None:
+            if self._on_change is not None:
+                self._on_change(False)
+            return
+        was_open = connection.is_open
+        _close_quietly(connection)
+        if was_open and self._stopping.is_set():
+            log.info("broker connection closed", extra={"event": "broker_closed"})
+        else:
+            log.warning("broker connection lost", extra={"event": "broker_disconnected"})
+        if self._on_change is not None:
+            self._on_change(False)
+
+    def _log_failure(self, error: BaseException) -> None:
+        if self._stopping.is_set():
+            return
+        log.warning("broker connection failed", extra={
+            "event": "broker_unreachable", "error_type": type(error).__name__,
+            "broker": f"{self._params.host}:{self._params.port}"})
+
+    # -- pika callbacks (I/O thread) ---------------------------------------
+
+    def _publish(self, request: OutgoingRequest, on_failure: Callable[[str], None]) -> None:
+        """Publish one request. Called by pika in the I/O thread."""
+        channel = self._channel
+        if channel is None or not channel.is_open:
+            on_failure(request.request_id)
+            return
+        properties = BasicProperties(
+            content_type="application/json",
+            correlation_id=request.request_id,
+            reply_to=self._reply_queue,
+            expiration=str(request.expiration_ms),
+            delivery_mode=pika.DeliveryMode.Transient,  # API keys never reach the broker's disk
+            app_id=APP_ID,
+            headers={"x-request-id": request.http_request_id},
+        )
+        try:
+            channel.basic_publish(exchange="", routing_key=request.queue, body=request.body,
+                                  properties=properties)
+        except Exception:
+            on_failure(request.request_id)
+            raise
+
+    def _on_own_reply(self, channel: BlockingChannel, method: Basic.Deliver,
+                      properties: BasicProperties, body: bytes) -> None:
+        """Called by pika for each message on this worker's reply queue (auto-acked)."""
+        headers = properties.headers or {}
+        rerouted = REROUTED_HEADER in headers
+        source = str(headers.get(REROUTED_HEADER, self._reply_queue))
+        assert self._on_reply is not None  # nosec B101 - set by start()
+        self._on_reply(source, body, properties.correlation_id, rerouted)
+
+    def _on_fixed_reply(self, queue: str, channel: BlockingChannel, method: Basic.Deliver,
+                        properties: BasicProperties, body: bytes) -> None:
+        """Called by pika for each message on a shared results queue; forwards others' replies."""
+        assert self._on_reply is not None  # nosec B101 - set by start()
+        outcome = self._on_reply(queue, body, properties.correlation_id, False)
+        if outcome is ReplyOutcome.REROUTE:
+            channel.basic_publish(
+                exchange=self._settings.reply_exchange, routing_key="", body=body,
+                properties=BasicProperties(
+                    content_type=properties.content_type,
+                    correlation_id=properties.correlation_id,
+                    delivery_mode=pika.DeliveryMode.Transient,
+                    expiration=self._reroute_ttl_ms,
+                    app_id=APP_ID,
+                    headers={REROUTED_HEADER: queue}))
+        channel.basic_ack(method.delivery_tag)
+
+
+def _close_quietly(connection: Any) -> None:
+    try:
+        if connection.is_open:
+            connection.close()
+    except Exception:  # nosec B110 - the connection is being abandoned either way
+        pass

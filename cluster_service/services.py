@@ -1,0 +1,69 @@
+"""The per-process service objects, wired together once and kept in ``app.extensions``.
+
+Nothing here connects at construction: the RPC client starts its I/O thread on
+first use, or when gunicorn's ``post_worker_init`` hook calls :func:`start`,
+which is always after fork.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Flask, current_app
+
+from .auth import Authenticator, UserServiceClient
+from .bulkhead import Bulkhead
+from .clusters import ClusterOperations
+from .config import Settings
+from .observer import Observer
+from .rpc.client import RpcClient, Transport
+
+EXTENSION = "cluster_service"
+
+
+@dataclass
+class Services:
+    """Everything a view needs, built from one Settings."""
+
+    settings: Settings
+    rpc: RpcClient
+    auth: Authenticator
+    clusters: ClusterOperations
+
+
+def build_services(settings: Settings, observer: Observer,
+                   transport: Transport | None = None) -> Services:
+    """Wire the layers: transport → RPC client → auth and cluster operations."""
+    if transport is None:
+        from .rpc.pika_transport import PikaTransport  # the api layer never imports pika
+        transport = PikaTransport(settings)
+    inflight = Bulkhead(settings.max_inflight_rpcs, settings.saturation_wait,
+                        20 * settings.saturation_wait)
+    rpc = RpcClient(transport, fixed_queues=settings.result_queues,
+                    connect_wait=settings.broker_connect_wait, inflight=inflight,
+                    observer=observer)
+    fallback = UserServiceClient(settings) if settings.user_service_url else None
+    from .audit import audit_auth
+    auth = Authenticator(settings, rpc, fallback, observer, audit_auth)
+    return Services(settings=settings, rpc=rpc, auth=auth,
+                    clusters=ClusterOperations(settings, rpc))
+
+
+def init_app(app: Flask, services: Services) -> None:
+    """Record the services on the app."""
+    app.extensions[EXTENSION] = services
+
+
+def services() -> Services:
+    """The current app's services (inside a request or app context)."""
+    return current_app.extensions[EXTENSION]  # type: ignore[no-any-return]
+
+
+def start(app: Flask) -> None:
+    """Start the broker connection now (gunicorn calls this after fork)."""
+    app.extensions[EXTENSION].rpc.start()
+
+
+def stop(app: Flask, timeout: float = 5.0) -> None:
+    """Close the broker connection cleanly (gunicorn calls this when a worker exits)."""
+    app.extensions[EXTENSION].rpc.close(timeout)

@@ -1,0 +1,107 @@
+"""gunicorn settings, derived from the same validated settings as the app.
+
+Why these choices:
+* ``gthread`` workers: every cluster call blocks on two broker round trips, so
+  threads (cheap, I/O bound) rather than processes carry the concurrency.
+  Defaults: ``WEB_CONCURRENCY=2`` workers x ``GUNICORN_THREADS=8`` threads, a
+  fit for a pod with 1 CPU and 256-512 MB; raise workers with CPUs.
+* ``timeout`` and ``graceful_timeout`` exceed the longest request we can hold
+  (auth wait + ``WEBSOCKET_TIMEOUT``), so neither gunicorn's watchdog nor a
+  rolling update cuts a request that is still within its own timeout.
+* no ``preload_app``: the app (and its broker connection) is created in each
+  worker after fork; ``post_worker_init`` starts the connection, ``worker_exit``
+  closes it cleanly once in-flight requests have finished.
+* Prometheus multiprocess mode: the metrics directory is set here, in the
+  master, before any worker imports prometheus_client, wiped at start, and
+  dead workers are marked in ``child_exit``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from typing import Any
+
+from dotenv import load_dotenv
+
+load_dotenv(".env")  # the working directory's .env only, never a parent's
+
+from cluster_service.config import ConfigError, load_settings  # noqa: E402
+
+try:
+    _settings = load_settings()
+except ConfigError as _error:
+    print(f"cluster_service: configuration error: {_error}", file=sys.stderr)
+    sys.exit(2)
+
+_host = f"[{_settings.host}]" if ":" in _settings.host else _settings.host
+bind = [f"{_host}:{_settings.port}"]
+worker_class = "gthread"
+workers = _settings.web_concurrency
+threads = _settings.gunicorn_threads
+_longest_request = _settings.auth_timeout + _settings.websocket_timeout
+timeout = int(_longest_request + 30)
+graceful_timeout = int(_longest_request + 5)
+keepalive = 5
+preload_app = False
+# gunicorn >= 25 opens a control socket under $HOME by default: it breaks a
+# read-only root filesystem and collides between instances on one host.
+control_socket_disable = True
+
+# Request limits: oversized request lines and headers get gunicorn's own 4xx,
+# never reach the app, never cost a worker.
+limit_request_line = 4094
+limit_request_fields = 50
+limit_request_field_size = 8190
+
+if _settings.use_ssl:
+    certfile = _settings.ssl_certfile
+    keyfile = _settings.ssl_keyfile
+
+# The app writes one JSON access line per request (with the key fingerprint);
+# gunicorn's own access log is off unless GUNICORN_ACCESS_LOG names a target.
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+access_log_format = ('%(h)s "%(r)s" %(s)s %(b)s %(M)sms '
+                     'request_id=%({x-request-id}o)s')
+errorlog = "-"
+loglevel = "debug" if _settings.debug else "info"
+
+if _settings.metrics_enabled:
+    _metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(
+        tempfile.gettempdir(), f"cluster_service_metrics_{_settings.port}")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+    raw_env = [f"PROMETHEUS_MULTIPROC_DIR={_metrics_dir}"]
+
+
+def on_starting(server: Any) -> None:
+    """Wipe the metrics of a previous run before the first worker starts."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path, exist_ok=True)
+
+
+def post_worker_init(worker: Any) -> None:
+    """Connect to the broker in the worker, after fork, before serving."""
+    from cluster_service.services import start
+
+    start(worker.wsgi)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Close the broker connection cleanly once the worker's requests are done."""
+    app = getattr(worker, "wsgi", None)
+    if app is not None:
+        from cluster_service.services import stop
+
+        stop(app)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Tell prometheus_client a worker is gone, so its live gauges stop counting."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

@@ -1,0 +1,76 @@
+"""An in-memory Transport for fast unit tests of the RPC logic and the app.
+
+A test installs a ``responder`` per queue: a function from the request body
+(dict) to a list of replies (each ``(body, delay)``), or ``None`` for silence.
+Replies are delivered from a timer thread, like the real I/O thread would.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any, Callable
+
+from cluster_service.exceptions import BrokerUnavailable
+from cluster_service.rpc.client import OutgoingRequest, ReplyOutcome
+
+Responder = Callable[[dict[str, Any]], list[tuple[bytes | dict[str, Any], float]] | None]
+
+
+class FakeTransport:
+    """Records every publish and answers through per-queue responders."""
+
+    def __init__(self, connected: bool = True, reply_queue: str = "reply.fake") -> None:
+        self.initially_connected = connected
+        self.reply_queue = reply_queue
+        self.published: list[OutgoingRequest] = []
+        self.responders: dict[str, Responder] = {}
+        self.reply_via_queue: dict[str, str] = {}
+        self.rerouted: list[bytes] = []
+        self.closed = False
+        self._on_reply: Callable[..., ReplyOutcome] | None = None
+        self._on_change: Callable[[bool], None] | None = None
+        self._lock = threading.Lock()
+        self._connected = False
+
+    def start(self, on_reply: Callable[..., ReplyOutcome],
+              on_connection_change: Callable[[bool], None]) -> None:
+        self._on_reply, self._on_change = on_reply, on_connection_change
+        self.set_connected(self.initially_connected)
+
+    def set_connected(self, connected: bool) -> None:
+        self._connected = connected
+        assert self._on_change is not None
+        self._on_change(connected)
+
+    def publish(self, request: OutgoingRequest, on_failure: Callable[[str], None]) -> None:
+        if not self._connected:
+            raise BrokerUnavailable()
+        with self._lock:
+            self.published.append(request)
+        responder = self.responders.get(request.queue)
+        body = json.loads(request.body)
+        replies = responder(body) if responder else None
+        source = self.reply_via_queue.get(request.queue, self.reply_queue)
+        for reply, delay in replies or []:
+            raw = reply if isinstance(reply, bytes) else json.dumps(reply).encode()
+            correlation = request.request_id if source == self.reply_queue else None
+            timer = threading.Timer(delay, self.deliver, (source, raw, correlation))
+            timer.daemon = True
+            timer.start()
+
+    def deliver(self, source: str, body: bytes, correlation_id: str | None,
+                rerouted: bool = False) -> ReplyOutcome:
+        """Hand a reply to the client as the I/O thread would."""
+        assert self._on_reply is not None
+        outcome = self._on_reply(source, body, correlation_id, rerouted)
+        if outcome is ReplyOutcome.REROUTE:
+            self.rerouted.append(body)
+        return outcome
+
+    def close(self, timeout: float) -> None:
+        self.closed = True
+
+    def count(self, queue: str) -> int:
+        with self._lock:
+            return sum(1 for p in self.published if p.queue == queue)

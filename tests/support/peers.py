@@ -1,0 +1,33 @@
+"""Run the stand-in peers in-process against the real broker, on a test's own queues."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pika
+
+from cluster_service.devpeers import DevPeers, PeerConfig
+
+
+def start_peers(prefix: str, **overrides: Any) -> DevPeers:
+    """DevPeers answering on ``prefix``-ed queues; ``overrides`` set PeerConfig fields."""
+    config = dataclasses.replace(PeerConfig().with_queue_prefix(prefix), **overrides)
+    return DevPeers(config).start(timeout=15)
+
+
+def delete_queues(prefix: str) -> None:
+    """Remove the durable queues and the exchange a test created."""
+    from .service import queue_env
+
+    connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
+    try:
+        channel = connection.channel()
+        names = queue_env(prefix)
+        for variable, name in names.items():
+            if variable == "REPLY_EXCHANGE":
+                channel.exchange_delete(name)
+            else:
+                channel.queue_delete(name)
+    finally:
+        connection.close()
