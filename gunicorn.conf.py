@@ -26,6 +26,8 @@ from typing import Any
 
 from dotenv import load_dotenv
 
+# The package lives beside this file; make it importable whatever the working directory.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 load_dotenv(".env")  # the working directory's .env only, never a parent's
 
 from cluster_service.config import ConfigError, load_settings  # noqa: E402

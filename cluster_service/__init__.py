@@ -1,51 +1,22 @@
 """KubeSage Cluster Service: on-demand Kubernetes cluster operations over RabbitMQ.
 
-``create_app`` builds the Flask app. It reads settings (or takes them from the
-test), wires the layers and registers the blueprints; it connects to nothing.
+Importing the package is cheap and side-effect free: gunicorn's master imports
+``cluster_service.config`` before forking, and must not create the Prometheus
+metrics (they belong to the workers), so the factory is imported on first use.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Mapping
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-from werkzeug.middleware.proxy_fix import ProxyFix
-
-from . import access_log, errors, metrics, request_id
-from .observer import Observer
-from .api import register_blueprints
-from .config import Settings, load_settings
-from .rpc.client import Transport
-from .services import build_services, init_app as init_services
+if TYPE_CHECKING:
+    from flask import Flask
 
 __all__ = ["create_app"]
 
 
-def create_app(test_config: Mapping[str, str] | Settings | None = None,
-               transport: Transport | None = None) -> Flask:
-    """Build the app: defaults, then the environment, then ``test_config`` on top.
+def create_app(*args: Any, **kwargs: Any) -> "Flask":
+    """Build the Flask app; see :func:`cluster_service.app.create_app`."""
+    from .app import create_app as factory
 
-    ``test_config`` is either a Settings object or a mapping of environment
-    variable names to values. ``transport`` replaces the pika transport (unit
-    tests pass a fake).
-    """
-    if isinstance(test_config, Settings):
-        settings = test_config
-    else:
-        settings = load_settings({**os.environ, **(test_config or {})})
-    app = Flask(__name__)
-    app.config.update(DEBUG=False, PROPAGATE_EXCEPTIONS=False, JSON_SORT_KEYS=False,
-                      MAX_CONTENT_LENGTH=64 * 1024)
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-    if settings.trusted_proxies:
-        n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n,  # type: ignore[method-assign]
-                                x_host=n)
-    observer = metrics.PrometheusObserver() if settings.metrics_enabled else None
-    init_services(app, build_services(settings, observer or Observer(), transport))
-    request_id.init_app(app)
-    access_log.init_app(app, settings.metrics_enabled)
-    errors.init_app(app)
-    register_blueprints(app)
-    return app
+    return factory(*args, **kwargs)

@@ -48,6 +48,7 @@ class DevPeers:
         self._connection: Any = None
         self._last_error: Optional[str] = None
         self._alternate = False
+        self._unacked_tag = 0                  # highest delivery tag not yet acked
         self._lock = threading.Lock()
         self._counters: Dict[str, int] = {name: 0 for name in _counter_names()}
         self._counters_version = 0
@@ -190,16 +191,33 @@ class DevPeers:
         self._count("connections")
         self._consuming.set()
         logger.info("devpeers: consuming %s", ", ".join(config.request_queues().values()))
-        while not self._stop_requested:
-            connection.process_data_events(time_limit=_LOOP_TICK)
-            self._write_stats()
+        self._unacked_tag = 0
+        try:
+            while not self._stop_requested:
+                connection.process_data_events(time_limit=_LOOP_TICK)
+                self._ack_handled(channel)
+                self._write_stats()
+        finally:
+            if channel.is_open:
+                self._ack_handled(channel)   # else the broker redelivers answered requests
+
+    def _ack_handled(self, channel: Any) -> None:
+        """Ack every request handled so far with one `multiple=True` ack.
+
+        BlockingChannel flushes the socket on every call, so one ack per loop pass
+        instead of one per message roughly halves the writes at benchmark rates.
+        Requests are acked once handled, not once answered: a delayed or silent
+        answer must not hold a prefetch slot.
+        """
+        if self._unacked_tag:
+            channel.basic_ack(delivery_tag=self._unacked_tag, multiple=True)
+            self._unacked_tag = 0
 
     def _on_request(self, connection: Any, kind: str,
                     handler: Callable[[Dict[str, Any]], List[Reply]],
                     channel: Any, method: Any, properties: Any, body: bytes) -> None:
         """Called by pika for every request; replies now or through a call_later timer."""
-        # Ack at once: a delayed or silent answer must not hold a prefetch slot.
-        channel.basic_ack(delivery_tag=method.delivery_tag)
+        self._unacked_tag = method.delivery_tag      # acked in bulk by the loop
         self._count("requests_" + kind, "requests_total")
         try:
             request = json.loads(body)
