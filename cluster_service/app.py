@@ -12,7 +12,7 @@ from typing import Mapping
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import access_log, errors, metrics, request_id
+from . import access_log, errors, limiter, metrics, request_id
 from .observer import Observer
 from .api import register_blueprints
 from .config import Settings, load_settings
@@ -46,4 +46,7 @@ def create_app(test_config: Mapping[str, str] | Settings | None = None,
     access_log.init_app(app, settings.metrics_enabled)
     errors.init_app(app)
     register_blueprints(app)
+    from .api import agents, namespaces
+
+    limiter.init_app(app, settings, [namespaces.bp, agents.bp])
     return app

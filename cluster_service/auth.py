@@ -2,6 +2,8 @@
 
 Order of checks for one key:
 
+0. A client address with too many recent failures gets 429 unless its key is
+   already in the cache (brute-force defence, ``auth_guard.py``).
 1. Malformed keys (empty, over 256 characters, control or non-ASCII characters)
    are rejected without asking anyone.
 2. A key validated less than ``AUTH_CACHE_TTL`` seconds ago is accepted from
@@ -25,8 +27,9 @@ from typing import Any, Callable
 import requests
 
 from .config import Settings
+from .auth_guard import AuthFailureGuard
 from .exceptions import (AuthBackendUnavailable, AuthenticationFailed, BrokerUnavailable,
-                         RemoteError, RpcTimeout)
+                         RemoteError, RpcTimeout, TooManyAuthFailures)
 from .observer import Observer
 from .rpc.client import RpcClient
 from .security import cache_key, fingerprint, is_well_formed_api_key
@@ -105,7 +108,8 @@ class Authenticator:
     def __init__(self, settings: Settings, rpc: RpcClient,
                  fallback: UserServiceClient | None = None,
                  observer: Observer | None = None,
-                 audit: Callable[[str, str, User | None], None] | None = None) -> None:
+                 audit: Callable[[str, str, User | None], None] | None = None,
+                 guard: AuthFailureGuard | None = None) -> None:
         self._settings = settings
         self._rpc = rpc
         self._fallback = fallback
@@ -114,18 +118,38 @@ class Authenticator:
         self._valid: TtlCache[User] = TtlCache(settings.auth_cache_ttl)
         self._rejected: TtlCache[bool] = TtlCache(settings.auth_negative_cache_ttl)
         self._flights: SingleFlight[User] = SingleFlight()
+        self._guard = guard
 
-    def authenticate(self, api_key: str | None) -> User:
-        """The user behind ``api_key``; raises AuthenticationFailed or AuthBackendUnavailable."""
-        if api_key is None or not is_well_formed_api_key(api_key):
+    def authenticate(self, api_key: str | None, client: str | None = None) -> User:
+        """The user behind ``api_key``.
+
+        Raises AuthenticationFailed, TooManyAuthFailures (for ``client``, the
+        caller's address) or AuthBackendUnavailable.
+        """
+        well_formed = api_key is not None and is_well_formed_api_key(api_key)
+        if well_formed:
+            user = self._valid.get(cache_key(api_key))  # type: ignore[arg-type]
+            if user is not None:
+                self._observer.auth_outcome("cached")
+                return user
+        if self._guard is not None:
+            retry_after = self._guard.retry_after(client)
+            if retry_after is not None:
+                self._audit("blocked", fingerprint(api_key) if api_key else "-", None)
+                raise TooManyAuthFailures(retry_after)
+        try:
+            return self._authenticate(api_key if well_formed else None)
+        except AuthenticationFailed:
+            if self._guard is not None:
+                self._guard.record_failure(client)
+            raise
+
+    def _authenticate(self, api_key: str | None) -> User:
+        if api_key is None:
             self._observer.auth_outcome("rejected")
             self._audit("malformed", "-", None)
             raise AuthenticationFailed()
         key = cache_key(api_key)
-        user = self._valid.get(key)
-        if user is not None:
-            self._observer.auth_outcome("cached")
-            return user
         if self._rejected.get(key):
             self._observer.auth_outcome("rejected")
             self._audit("rejected_cached", fingerprint(api_key), None)

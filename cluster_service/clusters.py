@@ -106,6 +106,8 @@ def _raise_for_error(data: dict[str, Any], reply: dict[str, Any], agent_id: str)
     if not failed:
         return
     code = data.get("error_code") or reply.get("error_code")
+    if not isinstance(code, str):  # a list or object here must not become a 500
+        code = None
     detail = data.get("message") if error is True else error
     log.warning("peer reported an error", extra={
         "event": "peer_error", "agent_id": agent_id, "error_code": str(code)[:64],

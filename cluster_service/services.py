@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from flask import Flask, current_app
 
 from .auth import Authenticator, UserServiceClient
+from .auth_guard import AuthFailureGuard
 from .bulkhead import Bulkhead
 from .clusters import ClusterOperations
 from .config import Settings
@@ -44,7 +45,8 @@ def build_services(settings: Settings, observer: Observer,
                     observer=observer)
     fallback = UserServiceClient(settings) if settings.user_service_url else None
     from .audit import audit_auth
-    auth = Authenticator(settings, rpc, fallback, observer, audit_auth)
+    guard = AuthFailureGuard(settings)
+    auth = Authenticator(settings, rpc, fallback, observer, audit_auth, guard)
     return Services(settings=settings, rpc=rpc, auth=auth,
                     clusters=ClusterOperations(settings, rpc))
 

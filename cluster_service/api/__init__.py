@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, request
+
+from ..exceptions import InvalidRequest
 
 BASE_PATH = "/api/v3.0/cluster"
+MAX_QUERY_STRING = 2048
 
 
 def register_blueprints(app: Flask) -> None:
@@ -13,3 +16,8 @@ def register_blueprints(app: Flask) -> None:
 
     for module in (health, namespaces, agents, meta):
         app.register_blueprint(module.bp, url_prefix=BASE_PATH)
+
+    @app.before_request
+    def _refuse_long_query() -> None:
+        if len(request.query_string) > MAX_QUERY_STRING:
+            raise InvalidRequest(f"query string: longer than {MAX_QUERY_STRING} bytes")

@@ -23,7 +23,7 @@ def require_user(view: F) -> F:
         key = request.headers.get(API_KEY_HEADER)
         if key:
             g.key_fp = fingerprint(key)
-        g.user = services().auth.authenticate(key)
+        g.user = services().auth.authenticate(key, request.remote_addr)
         return view(*args, **kwargs)
 
     return cast(F, wrapper)

@@ -102,10 +102,13 @@ class PendingCall:
         self._body: bytes | None = None
         self._error: RpcError | None = None
 
-    def resolve(self, body: bytes) -> None:
-        """Called by the I/O thread with the reply body."""
+    def resolve(self, body: bytes) -> bool:
+        """Called by the I/O thread with the reply body; False if already resolved or failed."""
+        if self._event.is_set():
+            return False
         self._body = body
         self._event.set()
+        return True
 
     def fail(self, error: RpcError) -> None:
         """Called when the reply can never come (connection lost, publish failed)."""
@@ -258,8 +261,12 @@ class RpcClient:
                 log.debug("reply without request id dropped", extra={"queue": source_queue})
                 return ReplyOutcome.DROPPED
         if call is not None:
-            call.resolve(body)
-            return ReplyOutcome.DELIVERED
+            if call.resolve(body):
+                return ReplyOutcome.DELIVERED
+            # A duplicate that arrived before its request left the pending map.
+            self._observer.reply_dropped("duplicate")
+            log.debug("duplicate reply dropped", extra={"queue": source_queue})
+            return ReplyOutcome.DROPPED
         if source_queue in self._fixed_queues and not rerouted:
             self._observer.reply_rerouted()
             return ReplyOutcome.REROUTE

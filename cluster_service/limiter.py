@@ -1,0 +1,64 @@
+"""Rate limiting: per API key on the cluster endpoints, and per client on failed logins.
+
+* The per-key limit is Flask-Limiter on the cluster blueprints, keyed by the
+  key's SHA-256 (never the key). The moving-window strategy makes "L requests
+  per minute" exact: L succeed, the next gets 429, with no double burst at a
+  window edge. Probes and metrics carry no limit at all.
+* Storage comes from ``RATE_LIMIT_STORAGE_URI``. ``memory://`` is per process,
+  so N gunicorn workers allow up to N x the limit; ``redis://`` shares one
+  limit across every worker and replica. If Redis goes away, Flask-Limiter
+  falls back to in-memory limits (logging once) and returns to Redis when it
+  answers again; requests keep being served either way.
+* Failed logins per client address are counted by ``auth_guard.AuthFailureGuard``
+  in the same storage.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, Response, request
+from flask_limiter import Limiter
+
+from .api.auth import API_KEY_HEADER
+from .auth_guard import storage_options
+from .config import Settings
+from .security import cache_key
+
+EXTENSION = "cluster_limiter"
+STRATEGY = "moving-window"
+
+
+def api_key_identity() -> str:
+    """The limiter's key: the API key's SHA-256, or the client address when no key is sent."""
+    key = request.headers.get(API_KEY_HEADER)
+    return f"key:{cache_key(key)}" if key else f"addr:{request.remote_addr}"
+
+
+def init_app(app: Flask, settings: Settings, limited: list[Blueprint]) -> Limiter:
+    """Attach Flask-Limiter and put the per-key limit on the ``limited`` blueprints."""
+
+    # Registered before Flask-Limiter's own hook, so it runs after it (Flask
+    # runs after_request hooks in reverse): Flask-Limiter sets Retry-After on
+    # every limited response; it only means something on a 429.
+    @app.after_request
+    def _retry_after_only_when_refused(response: Response) -> Response:
+        if response.status_code not in (429, 503):
+            response.headers.pop("Retry-After", None)
+        return response
+
+    limiter = Limiter(
+        api_key_identity,
+        app=app,
+        storage_uri=settings.rate_limit_storage_uri,
+        storage_options=storage_options(settings.rate_limit_storage_uri),  # type: ignore[arg-type]
+        strategy=STRATEGY,
+        headers_enabled=True,
+        retry_after="delta-seconds",
+        in_memory_fallback_enabled=True,
+        swallow_errors=True,
+        key_prefix="cluster_service",
+        enabled=settings.rate_limit_enabled,
+    )
+    for blueprint in limited:
+        limiter.limit(f"{settings.rate_limit_requests_per_minute}/minute")(blueprint)
+    app.extensions[EXTENSION] = limiter
+    return limiter
