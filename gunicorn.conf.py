@@ -68,7 +68,7 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 access_log_format = ('%(h)s "%(r)s" %(s)s %(b)s %(M)sms '
                      'request_id=%({x-request-id}o)s')
 errorlog = "-"
-loglevel = "debug" if _settings.debug else "info"
+loglevel = "info"  # gunicorn's own debug output is a config dump; DEBUG is for the app
 
 if _settings.metrics_enabled:
     _metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(

@@ -25,6 +25,7 @@ from bench.load import choose_generator
 from bench.runner import ROOT, ConfigRun, Options
 
 RESULTS = ROOT / "bench" / "results"
+SMOKE_BUDGET_S = 90.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(default 10, smoke 3)")
     parser.add_argument("--warmup", type=float, help="seconds of unmeasured warm-up "
                         "(default 2, smoke 1)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="measured windows per configuration; the median is reported")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (all configs)")
     parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker")
@@ -82,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers, threads=args.threads, connections=args.connections,
         duration=args.duration or (3.0 if args.smoke else 10.0),
         warmup=args.warmup or (1.0 if args.smoke else 2.0), agents=args.agents,
+        repeat=max(1, args.repeat),
         rss_requests=(args.rss_requests if args.rss_requests is not None
                       else (0 if args.smoke else report.RSS_REQUESTS)),
         start_timeout=args.start_timeout, peer_reply_style=args.peer_reply_style,
@@ -91,11 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     names = RunNames(prefix=f"bench-{os.getpid()}-")
     started = time.monotonic()
     check_broker(broker)
-    generator = choose_generator(args.generator, not args.no_install, args.wrk_threads, _log)
+    generator = choose_generator(args.generator, not args.no_install, args.wrk_threads, _log,
+                                 install_timeout=30.0 if args.smoke else 300.0)
     print(f"mode: {'smoke' if args.smoke else 'full'}; generator: {generator.description}; "
           f"gunicorn gthread {options.workers} workers x {options.threads} threads; "
-          f"{options.connections} connections; {options.duration:g} s per run "
-          f"(+{options.warmup:g} s warm-up); broker {broker.host}:{broker.port}", flush=True)
+          f"{options.connections} connections; {options.repeat} x {options.duration:g} s per "
+          f"configuration (+{options.warmup:g} s warm-up); "
+          f"broker {broker.host}:{broker.port}", flush=True)
     results: list[dict[str, Any]] = []
     try:
         for config in selected:
@@ -128,6 +134,9 @@ def _finish(args: argparse.Namespace, options: Options, generator: str,
     for problem in problems:
         print(f"ERROR {problem}")
     print(f"\ntotal {elapsed:.1f} s; results in {json_path}")
+    if args.smoke and elapsed >= SMOKE_BUDGET_S:
+        print(f"WARNING smoke run took {elapsed:.0f} s, "
+              f"over its {SMOKE_BUDGET_S:.0f} s budget")
     report.write_json(json_path, {
         "mode": "smoke" if args.smoke else "full",
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -136,7 +145,8 @@ def _finish(args: argparse.Namespace, options: Options, generator: str,
         "settings": {"workers": options.workers, "threads": options.threads,
                      "worker_class": "gthread", "connections": options.connections,
                      "duration_s": options.duration, "warmup_s": options.warmup,
-                     "agents": options.agents, "rss_requests": options.rss_requests},
+                     "agents": options.agents, "repeat": options.repeat,
+                     "rss_requests": options.rss_requests},
         "results": results,
         "targets": [c.as_dict() for c in found],
         "errors": problems,

@@ -84,7 +84,8 @@ class WrkGenerator:
             raise RuntimeError(f"wrk failed (exit {done.returncode}): "
                                f"{(done.stderr or done.stdout).strip()[-500:]}")
         data = json.loads(line[len(MARK):])
-        detail = {k: int(data[k]) for k in ("connect", "read", "write", "status", "timeout")}
+        detail = {k: int(data[k]) for k in ("connect", "read", "write", "timeout")}
+        detail.update({f"http_{code}": int(n) for code, n in data["statuses"].items()})
         return LoadResult(requests=int(data["requests"]), errors=sum(detail.values()),
                           seconds=data["duration_us"] / 1e6, p50_ms=data["p50_us"] / 1000,
                           p99_ms=data["p99_us"] / 1000, error_detail=detail)
@@ -96,7 +97,7 @@ class PythonGenerator:
     def __init__(self, processes: int) -> None:
         self.processes = processes
         self.description = (f"python http.client keep-alive generator, "
-                            f"{processes} processes (wrk unavailable)")
+                            f"{processes} processes")
 
     def run(self, spec: LoadSpec) -> LoadResult:
         ctx = multiprocessing.get_context("spawn")
@@ -118,8 +119,10 @@ class PythonGenerator:
                 if proc.is_alive():
                     proc.kill()
         latencies = sorted(lat for part in parts for lat in part["latencies"])
-        detail = {"status": sum(p["status"] for p in parts),
-                  "socket": sum(p["socket"] for p in parts)}
+        detail = {"socket": sum(int(p["socket"]) for p in parts)}
+        for part in parts:
+            for code, n in part["statuses"].items():
+                detail[f"http_{code}"] = detail.get(f"http_{code}", 0) + n
         return LoadResult(requests=len(latencies), errors=sum(detail.values()),
                           seconds=max(p["seconds"] for p in parts),
                           p50_ms=_percentile(latencies, 50) * 1000,
@@ -140,7 +143,8 @@ def _python_worker(spec: LoadSpec, index: int, connections: int,
     go.wait(30)
     deadline = time.monotonic() + spec.duration
     latencies: list[float] = []
-    counts = {"status": 0, "socket": 0}
+    statuses: dict[int, int] = {}
+    socket_total = 0
     lock = threading.Lock()
     start = time.monotonic()
 
@@ -148,8 +152,10 @@ def _python_worker(spec: LoadSpec, index: int, connections: int,
         counter = (index * 1000 + slot) * 7919
         headers = {"X-API-Key": spec.api_key} if spec.api_key else {}
         conn = http.client.HTTPConnection("127.0.0.1", spec.port, timeout=spec.timeout)
+        nonlocal socket_total
         mine: list[float] = []
-        status_errors = socket_errors = 0
+        bad: dict[int, int] = {}
+        socket_errors = 0
         while time.monotonic() < deadline:
             counter += 1
             path = spec.path + (str(counter % spec.spread + 1) if spec.spread else "")
@@ -165,25 +171,27 @@ def _python_worker(spec: LoadSpec, index: int, connections: int,
                 continue
             mine.append(time.perf_counter() - begin)
             if not 200 <= response.status < 300:
-                status_errors += 1
+                bad[response.status] = bad.get(response.status, 0) + 1
             if response.will_close:
                 conn.close()
                 conn = http.client.HTTPConnection("127.0.0.1", spec.port, timeout=spec.timeout)
         conn.close()
         with lock:
             latencies.extend(mine)
-            counts["status"] += status_errors
-            counts["socket"] += socket_errors
+            socket_total += socket_errors
+            for code, n in bad.items():
+                statuses[code] = statuses.get(code, 0) + n
 
     threads = [threading.Thread(target=loop, args=(slot,)) for slot in range(connections)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    results.put({"latencies": latencies, "seconds": time.monotonic() - start, **counts})
+    results.put({"latencies": latencies, "seconds": time.monotonic() - start,
+                 "socket": socket_total, "statuses": statuses})
 
 
-def _install_wrk(log: Callable[[str], None]) -> str | None:
+def _install_wrk(log: Callable[[str], None], timeout: float) -> str | None:
     """Install wrk from Debian's packages (root only); its path, or None."""
     apt = shutil.which("apt-get")
     if apt is None or os.geteuid() != 0:
@@ -196,7 +204,7 @@ def _install_wrk(log: Callable[[str], None]) -> str | None:
         for argv in steps:
             try:
                 done = subprocess.run(argv, env=env, capture_output=True,  # nosec B603
-                                      timeout=300, check=False)
+                                      timeout=timeout, check=False)
             except subprocess.TimeoutExpired:
                 ok = False
                 break
@@ -208,12 +216,12 @@ def _install_wrk(log: Callable[[str], None]) -> str | None:
 
 
 def choose_generator(kind: str, allow_install: bool, wrk_threads: int,
-                     log: Callable[[str], None]) -> Generator:
+                     log: Callable[[str], None], install_timeout: float = 300.0) -> Generator:
     """``kind`` is auto, wrk or python. auto: wrk if present or installable, else Python."""
     if kind in ("auto", "wrk"):
         binary = shutil.which("wrk")
         if binary is None and allow_install:
-            binary = _install_wrk(log)
+            binary = _install_wrk(log, install_timeout)
         if binary is not None:
             return WrkGenerator(binary, wrk_threads)
         if kind == "wrk":

@@ -118,14 +118,19 @@ def http_status(url: str, headers: Mapping[str, str] | None = None,
 
 
 def wait_http_ok(child: Child, url: str, deadline: float,
-                 headers: Mapping[str, str] | None = None, successes: int = 1) -> None:
-    """Poll ``url`` until it answers 200 ``successes`` times in a row, or fail."""
+                 headers: Mapping[str, str] | None = None, successes: int = 1,
+                 also: Sequence[Child] = ()) -> None:
+    """Poll ``url`` until it answers 200 ``successes`` times in a row, or fail.
+
+    Fails at once when ``child`` or any child in ``also`` (its peers) exits.
+    """
     in_a_row = 0
     last = 0
     while in_a_row < successes:
-        if not child.running():
-            raise StartError(f"{child.name} exited with {child.popen.returncode}:\n"
-                             f"{child.log_tail()}")
+        for watched in (child, *also):
+            if not watched.running():
+                raise StartError(f"{watched.name} exited with {watched.popen.returncode}:\n"
+                                 f"{watched.log_tail()}")
         if time.monotonic() > deadline:
             raise StartError(f"{child.name}: {url} not ready in time (last status {last}):\n"
                              f"{child.log_tail()}")

@@ -103,7 +103,8 @@ def failures(results: list[dict[str, Any]]) -> list[str]:
         if "error" in r:
             out.append(f"{r['name']}: {r['error']}")
         elif r.get("errors"):
-            out.append(f"{r['name']}: {r['errors']} request errors {r.get('error_detail')}")
+            detail = {k: v for k, v in (r.get("error_detail") or {}).items() if v}
+            out.append(f"{r['name']}: {r['errors']} request errors {detail}")
     return out
 
 

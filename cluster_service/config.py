@@ -33,7 +33,8 @@ class ConfigError(ValueError):
 class Settings:
     """All settings of one process. Frozen: read once, handed down, never mutated."""
 
-    host: str = "0.0.0.0"  # nosec B104 - bind address inside the pod, not a target
+    # Bind address inside the pod, not a target.
+    host: str = "0.0.0.0"  # nosec B104
     port: int = 8008
     debug: bool = True
     log_level: str = "DEBUG"
@@ -47,7 +48,7 @@ class Settings:
     rabbitmq_host: str = "localhost"
     rabbitmq_port: int = 5672
     rabbitmq_user: str = "guest"
-    rabbitmq_password: str = "guest"  # nosec B105 - RabbitMQ's documented local default
+    rabbitmq_password: str = "guest"  # RabbitMQ's documented local default
     rabbitmq_vhost: str = "/"
     rabbitmq_heartbeat: int = 30
     broker_connect_wait: float = 5.0

@@ -89,9 +89,8 @@ def _handle_http(error: HTTPException) -> Response:
 
 
 def _handle_unexpected(error: Exception) -> Response:
-    # The exception goes to the log with its type only; the traceback may hold
-    # locals such as an API key, so it is logged at DEBUG without being rendered
-    # into the response.
+    # Only the exception's type is logged: its message or traceback could hold
+    # request data such as an API key, and no log line may carry one.
     log.error("unhandled error", extra={"event": "unhandled_error",
                                         "error_type": type(error).__name__})
     return error_response(500, "internal_error", "Internal server error")

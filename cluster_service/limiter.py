@@ -25,6 +25,7 @@ from .security import cache_key
 
 EXTENSION = "cluster_limiter"
 STRATEGY = "moving-window"
+SCOPE = "cluster"
 
 
 def api_key_identity() -> str:
@@ -58,7 +59,11 @@ def init_app(app: Flask, settings: Settings, limited: list[Blueprint]) -> Limite
         key_prefix="cluster_service",
         enabled=settings.rate_limit_enabled,
     )
+    # One budget per key across every limited endpoint: a plain ``limit`` on a
+    # blueprint would give each blueprint (endpoint) its own L per minute.
+    shared = limiter.shared_limit(f"{settings.rate_limit_requests_per_minute}/minute",
+                                  scope=SCOPE)
     for blueprint in limited:
-        limiter.limit(f"{settings.rate_limit_requests_per_minute}/minute")(blueprint)
+        shared(blueprint)
     app.extensions[EXTENSION] = limiter
     return limiter

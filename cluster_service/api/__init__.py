@@ -18,6 +18,10 @@ def register_blueprints(app: Flask) -> None:
         app.register_blueprint(module.bp, url_prefix=BASE_PATH)
 
     @app.before_request
-    def _refuse_long_query() -> None:
+    def _refuse_bad_query() -> None:
         if len(request.query_string) > MAX_QUERY_STRING:
             raise InvalidRequest(f"query string: longer than {MAX_QUERY_STRING} bytes")
+        try:
+            request.args  # werkzeug decodes strictly: invalid UTF-8 raises here, not in views
+        except UnicodeDecodeError:
+            raise InvalidRequest("query string: not valid UTF-8") from None

@@ -82,7 +82,8 @@ class DevPeers:
         if connection is not None:
             try:
                 connection.add_callback_threadsafe(lambda: None)   # wake the loop now
-            except Exception:  # the connection may already be closed
+            # The connection may already be closed.
+            except Exception:  # nosec B110
                 pass
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():

@@ -121,7 +121,8 @@ class PendingCall:
             raise RpcTimeout(timeout)
         if self._error is not None:
             raise self._error
-        assert self._body is not None  # nosec B101 - set together with the event
+        # Set together with the event.
+        assert self._body is not None  # nosec B101
         return self._body
 
 

@@ -169,12 +169,14 @@ class PikaTransport:
         log.info("broker connected", extra={"event": "broker_connected",
                                             "broker": f"{self._params.host}:{self._params.port}",
                                             "reply_queue": reply_queue})
-        assert self._on_change is not None  # nosec B101 - set by start()
+        # Set by start().
+        assert self._on_change is not None  # nosec B101
         self._on_change(True)
 
     def _loop(self) -> None:
         connection = self._connection
-        assert connection is not None  # nosec B101 - set by _connect()
+        # Set by _connect().
+        assert connection is not None  # nosec B101
         while not self._stopping.is_set():
             connection.process_data_events(time_limit=1)
 
@@ -232,13 +234,15 @@ class PikaTransport:
         headers = properties.headers or {}
         rerouted = REROUTED_HEADER in headers
         source = str(headers.get(REROUTED_HEADER, self._reply_queue))
-        assert self._on_reply is not None  # nosec B101 - set by start()
+        # Set by start().
+        assert self._on_reply is not None  # nosec B101
         self._on_reply(source, body, properties.correlation_id, rerouted)
 
     def _on_fixed_reply(self, queue: str, channel: BlockingChannel, method: Basic.Deliver,
                         properties: BasicProperties, body: bytes) -> None:
         """Called by pika for each message on a shared results queue; forwards others' replies."""
-        assert self._on_reply is not None  # nosec B101 - set by start()
+        # Set by start().
+        assert self._on_reply is not None  # nosec B101
         outcome = self._on_reply(queue, body, properties.correlation_id, False)
         if outcome is ReplyOutcome.REROUTE:
             channel.basic_publish(
@@ -257,5 +261,6 @@ def _close_quietly(connection: Any) -> None:
     try:
         if connection.is_open:
             connection.close()
-    except Exception:  # nosec B110 - the connection is being abandoned either way
+    except Exception:  # nosec B110
+        # The connection is being abandoned either way.
         pass

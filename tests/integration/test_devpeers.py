@@ -11,6 +11,9 @@ import functools
 import hashlib
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -18,11 +21,12 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import pika
 import pytest
 
-from cluster_service.devpeers import DevPeers, PeerConfig
+from cluster_service.devpeers import Behaviour, DevPeers, PeerConfig, Reply
 from cluster_service.devpeers.config import fingerprint, parse_api_keys
 
 pytestmark = pytest.mark.rabbitmq
 
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WAIT = 5.0   # seconds; generous upper bound for a reply on a local broker
 
 Message = Tuple[Any, bytes]   # (pika BasicProperties, body)
@@ -102,7 +106,9 @@ def parameters() -> pika.ConnectionParameters:
     try:
         pika.BlockingConnection(params).close()
     except pika.exceptions.AMQPError as exc:
-        pytest.skip(f"RabbitMQ is not reachable: {type(exc).__name__}")
+        # The real broker is part of the test environment (.ci/run starts it):
+        # its absence is a failure, not a reason to skip.
+        pytest.fail(f"RabbitMQ is not reachable on 127.0.0.1:5672: {type(exc).__name__}")
     return params
 
 
@@ -350,3 +356,107 @@ class TestKeysStayPrivate:
 
     def test_fingerprint_is_short_sha256(self) -> None:
         assert fingerprint("demo-key") == hashlib.sha256(b"demo-key").hexdigest()[:12]
+
+
+class TestFaultConventions:
+    """The agent-id conventions, checked on the pure behaviour (no broker needed)."""
+
+    REQUEST = {"request_id": "r-1", "command": "get-namespaces", "cluster_id": 5,
+               "user": {"id": 7, "username": "ana"}}
+
+    def answer(self, agent_id: str, **overrides: Any) -> List[Reply]:
+        return Behaviour(PeerConfig(**overrides)).namespaces(
+            {**self.REQUEST, "agent_id": agent_id})
+
+    @pytest.mark.parametrize("agent_id, error, error_code", [
+        ("fault-error-1", "Agent returned an error: boom", None),
+        ("fault-not-connected-1", "Agent not connected", "agent_not_connected"),
+        ("fault-forbidden-1", "User is not allowed to use this agent", "forbidden"),
+        ("fault-timeout-code-1", "Agent did not respond in time", "agent_timeout"),
+        ("unknown-agent", "Agent not connected", "agent_not_connected"),
+    ])
+    def test_error_agents(self, agent_id: str, error: str, error_code: Optional[str]) -> None:
+        [reply] = self.answer(agent_id)
+        body = json.loads(reply.body)
+        assert (body["request_id"], body["result"], body["error"]) == ("r-1", None, error)
+        assert body.get("error_code") == error_code
+
+    def test_silent_agent_sends_nothing(self) -> None:
+        assert self.answer("fault-silent-1") == []
+
+    def test_result_error_agent(self) -> None:
+        [reply] = self.answer("fault-result-error-1")
+        assert json.loads(reply.body)["result"] == {"error": True,
+                                                    "message": "cannot list namespaces"}
+
+    @pytest.mark.parametrize("agent_id", ["fault-malformed-1", "fault-wrong-shape-list-1"])
+    def test_unparseable_or_list_bodies(self, agent_id: str) -> None:
+        [reply] = self.answer(agent_id)
+        try:
+            decoded = json.loads(reply.body)
+        except ValueError:
+            decoded = None
+        assert not isinstance(decoded, dict)
+
+    def test_wrong_shape_result_has_no_namespaces(self) -> None:
+        [reply] = self.answer("fault-wrong-shape-1")
+        assert "namespaces" not in json.loads(reply.body)["result"]
+
+    def test_result_not_json_is_a_string_that_does_not_parse(self) -> None:
+        [reply] = self.answer("fault-result-not-json-1")
+        result = json.loads(reply.body)["result"]
+        assert isinstance(result, str)
+        with pytest.raises(ValueError):
+            json.loads(result)
+
+    def test_no_request_id_agent_drops_both_ids(self) -> None:
+        [reply] = self.answer("fault-no-request-id-1")
+        assert "request_id" not in json.loads(reply.body)
+        assert reply.correlate is False
+
+    def test_huge_agent_sends_about_five_megabytes(self) -> None:
+        [reply] = self.answer("fault-huge-1")
+        assert 5_000_000 < len(reply.body) < 6_000_000
+        assert json.loads(reply.body)["result"]["total_count"] == 5
+
+    @pytest.mark.parametrize("agent_id, delay", [
+        ("slow-3000-a", 3.0), ("fault-late-250-x", 0.25), ("demo-agent-1", 0.0)])
+    def test_delays_from_the_agent_id(self, agent_id: str, delay: float) -> None:
+        [reply] = self.answer(agent_id)
+        assert reply.delay == delay
+        assert json.loads(reply.body)["error"] is None
+
+    def test_configured_latency_and_string_result(self) -> None:
+        [reply] = self.answer("demo-agent-2", latency={"demo-agent-2": 1.5},
+                              result_as_string=True)
+        assert reply.delay == 1.5
+        assert json.loads(json.loads(reply.body)["result"])["cluster_info"]["cluster_id"] == 5
+
+
+class TestCommandLine:
+    def test_sigterm_prints_a_json_summary_and_exits_cleanly(
+            self, config: PeerConfig, tmp_path: Any) -> None:
+        stats = tmp_path / "stats.json"
+        prefix = config.auth_request_queue[:-len("cluster_auth_requests")]
+        env = {**os.environ, "RABBITMQ_HOST": config.host, "RABBITMQ_PORT": str(config.port),
+               "RABBITMQ_USER": config.user, "RABBITMQ_PASSWORD": config.password,
+               "RABBITMQ_VHOST": config.vhost}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cluster_service.devpeers", "--queue-prefix", prefix,
+             "--stats-file", str(stats)],
+            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 10
+            while not stats.exists() and time.monotonic() < deadline:
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                time.sleep(0.05)
+            assert stats.exists()
+            process.send_signal(signal.SIGTERM)
+            stdout, stderr = process.communicate(timeout=10)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        assert process.returncode == 0
+        assert json.loads(stdout.strip())["connections"] == 1
+        assert "DEVELOPMENT STAND-IN" in stderr

@@ -1,0 +1,78 @@
+"""Observers beyond the metrics: RPC and broker events as log lines, and fan-out to several.
+
+``LoggingObserver`` writes one line per finished RPC (queue, outcome, duration)
+and one per change of the broker connection. ``RpcClient.call`` reports an RPC's
+end from the request thread, so the logging filter stamps the line with the
+HTTP request's id: the access line and its RPC lines share ``request_id``.
+Nothing here sees a message body or an API key.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from .observer import Observer
+
+
+class LoggingObserver(Observer):
+    """Logs RPC outcomes (INFO when ok, WARNING otherwise) and broker up/down transitions."""
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self._log = logger or logging.getLogger("cluster_service.rpc")
+        self._lock = threading.Lock()
+        self._connected: bool | None = None
+
+    def rpc_finished(self, queue: str, outcome: str, seconds: float) -> None:
+        level = logging.INFO if outcome == "ok" else logging.WARNING
+        self._log.log(level, "rpc %s", outcome, extra={
+            "event": "rpc", "queue": queue, "outcome": outcome,
+            "duration_ms": round(seconds * 1000, 2)})
+
+    def broker_connected(self, connected: bool) -> None:
+        # The transport reports every attempt; only a change of state is worth a line.
+        with self._lock:
+            changed, self._connected = connected != self._connected, connected
+        if not changed:
+            return
+        if connected:
+            self._log.info("broker connection up", extra={"event": "broker_state",
+                                                          "connected": True})
+        else:
+            self._log.warning("broker connection down", extra={"event": "broker_state",
+                                                               "connected": False})
+
+
+class CompositeObserver(Observer):
+    """Hands every event to each of several observers, in order."""
+
+    def __init__(self, *observers: Observer) -> None:
+        self.observers = observers
+
+    def rpc_published(self, queue: str) -> None:
+        for observer in self.observers:
+            observer.rpc_published(queue)
+
+    def rpc_finished(self, queue: str, outcome: str, seconds: float) -> None:
+        for observer in self.observers:
+            observer.rpc_finished(queue, outcome, seconds)
+
+    def rpc_inflight(self, delta: int) -> None:
+        for observer in self.observers:
+            observer.rpc_inflight(delta)
+
+    def reply_dropped(self, reason: str) -> None:
+        for observer in self.observers:
+            observer.reply_dropped(reason)
+
+    def reply_rerouted(self) -> None:
+        for observer in self.observers:
+            observer.reply_rerouted()
+
+    def broker_connected(self, connected: bool) -> None:
+        for observer in self.observers:
+            observer.broker_connected(connected)
+
+    def auth_outcome(self, outcome: str) -> None:
+        for observer in self.observers:
+            observer.auth_outcome(outcome)

@@ -1,0 +1,50 @@
+"""An Observer that remembers what it was told, for unit tests of the RPC and auth layers."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+from cluster_service.observer import Observer
+
+
+class RecordingObserver(Observer):
+    """Counts every event; ``dropped[reason]``, ``outcomes[(queue, outcome)]`` and so on."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.published: Counter[str] = Counter()
+        self.outcomes: Counter[tuple[str, str]] = Counter()
+        self.dropped: Counter[str] = Counter()
+        self.auth: Counter[str] = Counter()
+        self.rerouted = 0
+        self.inflight = 0
+        self.connected: list[bool] = []
+
+    def rpc_published(self, queue: str) -> None:
+        with self._lock:
+            self.published[queue] += 1
+
+    def rpc_finished(self, queue: str, outcome: str, seconds: float) -> None:
+        with self._lock:
+            self.outcomes[(queue, outcome)] += 1
+
+    def rpc_inflight(self, delta: int) -> None:
+        with self._lock:
+            self.inflight += delta
+
+    def reply_dropped(self, reason: str) -> None:
+        with self._lock:
+            self.dropped[reason] += 1
+
+    def reply_rerouted(self) -> None:
+        with self._lock:
+            self.rerouted += 1
+
+    def broker_connected(self, connected: bool) -> None:
+        with self._lock:
+            self.connected.append(connected)
+
+    def auth_outcome(self, outcome: str) -> None:
+        with self._lock:
+            self.auth[outcome] += 1

@@ -1,0 +1,183 @@
+"""Brute-force defence: failed authentications per client address, the negative cache,
+and which address counts (TRUSTED_PROXIES).
+
+Flask test client over the FakeTransport (auth accepts only ``demo-key``).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Callable
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from cluster_service.auth_guard import AuthFailureGuard
+from cluster_service.config import load_settings
+
+from .conftest import API_KEY, BASE
+from .support.fake_transport import FakeTransport
+from .support.service import free_port, wait_for
+
+AGENTS = f"{BASE}/agents/connected"
+AUTH_QUEUE = "cluster_auth_requests"
+ENVELOPE = {"success", "error", "message", "request_id", "timestamp"}
+
+
+def guarded(make_app: Callable[..., Flask], failures: int = 3, **env: str) -> FlaskClient:
+    return make_app(RATE_LIMIT_ENABLED="true", RATE_LIMIT_REQUESTS_PER_MINUTE="1000",
+                    AUTH_FAILURES_PER_MINUTE=str(failures), **env).test_client()
+
+
+def bad_key() -> str:
+    return f"wrong-{uuid.uuid4().hex}"
+
+
+def get(client: FlaskClient, key: str | None, addr: str = "127.0.0.1",
+        **headers: str) -> TestResponse:
+    sent = dict(headers)
+    if key is not None:
+        sent["X-API-Key"] = key
+    return client.get(AGENTS, headers=sent, environ_base={"REMOTE_ADDR": addr})
+
+
+def assert_blocked(response: TestResponse) -> None:
+    assert response.status_code == 429, response.get_data(as_text=True)
+    body = response.get_json()
+    assert set(body) == ENVELOPE
+    assert body["error"] == "rate_limit_exceeded"
+    assert body["message"] == "Rate limit exceeded"
+    assert 1 <= int(response.headers["Retry-After"]) <= 61
+
+
+class TestFailuresPerClient:
+    def test_past_the_limit_429_before_asking_the_user_service(
+            self, make_app: Callable[..., Flask], transport: FakeTransport) -> None:
+        client = guarded(make_app, failures=3)
+        for _ in range(3):  # rotating random keys: each one would be a fresh guess
+            assert get(client, bad_key()).status_code == 401
+        assert transport.count(AUTH_QUEUE) == 3
+        for key in (bad_key(), bad_key(), API_KEY):  # even a valid, uncached key waits
+            assert_blocked(get(client, key))
+        assert transport.count(AUTH_QUEUE) == 3  # no auth RPC published past the limit
+
+    def test_default_is_10_failures(self, make_app: Callable[..., Flask],
+                                    transport: FakeTransport) -> None:
+        client = make_app(RATE_LIMIT_ENABLED="true").test_client()
+        assert [get(client, bad_key()).status_code for _ in range(10)] == [401] * 10
+        assert_blocked(get(client, bad_key()))
+        assert transport.count(AUTH_QUEUE) == 10
+
+    def test_missing_and_malformed_keys_count_as_failures(
+            self, make_app: Callable[..., Flask], transport: FakeTransport) -> None:
+        client = guarded(make_app, failures=3)
+        assert get(client, None).status_code == 401
+        assert get(client, "").status_code == 401
+        assert get(client, "x" * 257).status_code == 401
+        assert_blocked(get(client, bad_key()))
+        assert transport.count(AUTH_QUEUE) == 0
+
+    def test_a_cached_valid_key_is_still_served_from_a_blocked_address(
+            self, make_app: Callable[..., Flask], transport: FakeTransport) -> None:
+        client = guarded(make_app, failures=2)
+        assert get(client, API_KEY).status_code == 200  # cached now
+        for _ in range(2):
+            assert get(client, bad_key()).status_code == 401
+        assert_blocked(get(client, bad_key()))
+        assert get(client, API_KEY).status_code == 200
+
+    def test_counted_per_client_address(self, make_app: Callable[..., Flask],
+                                        transport: FakeTransport) -> None:
+        client = guarded(make_app, failures=2)
+        for _ in range(2):
+            assert get(client, bad_key(), addr="192.0.2.10").status_code == 401
+        assert_blocked(get(client, bad_key(), addr="192.0.2.10"))
+        assert get(client, bad_key(), addr="192.0.2.11").status_code == 401
+        assert get(client, API_KEY, addr="192.0.2.11").status_code == 200
+
+    def test_successes_do_not_count(self, make_app: Callable[..., Flask]) -> None:
+        client = guarded(make_app, failures=2, AUTH_CACHE_TTL="0")
+        assert [get(client, API_KEY).status_code for _ in range(6)] == [200] * 6
+
+    def test_disabled_with_rate_limiting(self, make_app: Callable[..., Flask],
+                                         transport: FakeTransport) -> None:
+        client = make_app(RATE_LIMIT_ENABLED="false",
+                          AUTH_FAILURES_PER_MINUTE="1").test_client()
+        assert [get(client, bad_key()).status_code for _ in range(4)] == [401] * 4
+        assert transport.count(AUTH_QUEUE) == 4
+
+
+class TestClientAddress:
+    def test_without_trusted_proxies_x_forwarded_for_changes_nothing(
+            self, make_app: Callable[..., Flask], transport: FakeTransport) -> None:
+        client = guarded(make_app, failures=3)  # TRUSTED_PROXIES defaults to 0
+        for i in range(3):
+            assert get(client, bad_key(), **{"X-Forwarded-For": f"198.51.100.{i}",
+                                             "X-Real-IP": f"198.51.100.{i}"}).status_code == 401
+        for i in range(3, 6):  # a fresh spoofed address each time: still blocked
+            assert_blocked(get(client, bad_key(), **{"X-Forwarded-For": f"198.51.100.{i}"}))
+        assert transport.count(AUTH_QUEUE) == 3
+
+    def test_one_trusted_proxy_uses_the_hop_it_appended(
+            self, make_app: Callable[..., Flask], transport: FakeTransport) -> None:
+        client = guarded(make_app, failures=2, TRUSTED_PROXIES="1")
+        # The proxy (REMOTE_ADDR 10.0.0.1) appends the real client; whatever the
+        # client wrote before it is ignored.
+        for spoofed in ("203.0.113.1", "203.0.113.2"):
+            response = get(client, bad_key(), addr="10.0.0.1",
+                           **{"X-Forwarded-For": f"{spoofed}, 192.0.2.50"})
+            assert response.status_code == 401
+        assert_blocked(get(client, bad_key(), addr="10.0.0.1",
+                           **{"X-Forwarded-For": "203.0.113.3, 192.0.2.50"}))
+        # another real client behind the same proxy has its own count
+        assert get(client, bad_key(), addr="10.0.0.1",
+                   **{"X-Forwarded-For": "192.0.2.51"}).status_code == 401
+
+
+class TestNegativeCache:
+    def test_a_hammered_bad_key_costs_one_rpc(self, make_app: Callable[..., Flask],
+                                              transport: FakeTransport) -> None:
+        client = guarded(make_app, failures=1000, AUTH_NEGATIVE_CACHE_TTL="60")
+        key = bad_key()
+        assert [get(client, key).status_code for _ in range(20)] == [401] * 20
+        assert transport.count(AUTH_QUEUE) == 1
+
+    def test_the_rejection_expires(self, make_app: Callable[..., Flask],
+                                   transport: FakeTransport) -> None:
+        client = guarded(make_app, failures=1000, AUTH_NEGATIVE_CACHE_TTL="0.3")
+        key = bad_key()
+        assert get(client, key).status_code == 401
+        assert get(client, key).status_code == 401
+        assert transport.count(AUTH_QUEUE) == 1
+        wait_for(lambda: get(client, key).status_code == 401
+                 and transport.count(AUTH_QUEUE) == 2, timeout=5, interval=0.1,
+                 what="a second RPC once the negative cache entry expired")
+
+    def test_negative_cache_is_per_key_not_per_client(
+            self, make_app: Callable[..., Flask], transport: FakeTransport) -> None:
+        client = guarded(make_app, failures=1000, AUTH_NEGATIVE_CACHE_TTL="60")
+        key = bad_key()
+        for i in range(5):
+            assert get(client, key, addr=f"192.0.2.{i}").status_code == 401
+        assert get(client, API_KEY).status_code == 200
+        assert transport.count(AUTH_QUEUE) == 2
+
+
+class TestGuardStorage:
+    def test_unreachable_storage_falls_back_to_process_memory_and_logs_once(
+            self, caplog: pytest.LogCaptureFixture) -> None:
+        dead = f"redis://127.0.0.1:{free_port()}/0"
+        guard = AuthFailureGuard(load_settings({"RATE_LIMIT_STORAGE_URI": dead,
+                                                "AUTH_FAILURES_PER_MINUTE": "2"}))
+        with caplog.at_level(logging.INFO, logger="cluster_service.auth_guard"):
+            assert guard.retry_after("192.0.2.1") is None
+            guard.record_failure("192.0.2.1")
+            guard.record_failure("192.0.2.1")
+            retry = guard.retry_after("192.0.2.1")
+            assert guard.retry_after("192.0.2.2") is None
+        assert retry is not None and 1 <= retry <= 61
+        warnings = [r for r in caplog.records if getattr(r, "event", "") == "limiter_fallback"]
+        assert len(warnings) == 1

@@ -1,0 +1,270 @@
+"""Cluster operations: the request bodies, and every reply shape mapped to a result or error."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from cluster_service.auth import User
+from cluster_service.clusters import ClusterOperations, Namespace
+from cluster_service.config import load_settings
+from cluster_service.exceptions import (AgentNotConnected, AgentTimeout, BrokerUnavailable,
+                                        Forbidden, RemoteError, Saturated)
+from cluster_service.rpc.client import RpcClient
+
+from .support.fake_transport import FakeTransport
+from .support.service import wait_for
+
+NS_QUEUE = "cluster_namespace_requests"
+AGENTS_QUEUE = "cluster_agents_requests"
+USER = User(id=7, username="ana")
+NS = {"name": "default", "status": "Active", "createdAt": "2024-01-01T12:00:00Z",
+      "labels": {"a": "b"}, "annotations": {"c": "d"}}
+
+
+class Peer:
+    """Answers every request on a queue with one prepared body (request_id filled in)."""
+
+    def __init__(self, transport: FakeTransport, queue: str) -> None:
+        self.reply: Any = None
+        self.silent = False
+        transport.responders[queue] = self
+
+    def __call__(self, body: dict[str, Any]) -> list[tuple[Any, float]] | None:
+        if self.silent:
+            return None
+        if isinstance(self.reply, bytes):
+            return [(self.reply, 0)]
+        return [({"request_id": body["request_id"], **self.reply}, 0)]
+
+
+class Harness:
+    def __init__(self, **env: str) -> None:
+        self.settings = load_settings({"WEBSOCKET_TIMEOUT": "2", **env})
+        self.transport = FakeTransport()
+        self.rpc = RpcClient(self.transport, fixed_queues=self.settings.result_queues)
+        self.ops = ClusterOperations(self.settings, self.rpc)
+        self.namespaces = Peer(self.transport, NS_QUEUE)
+        self.agents = Peer(self.transport, AGENTS_QUEUE)
+
+    def list_namespaces(self, reply: Any, agent_id: str = "agent-1",
+                        cluster_id: int | None = 123) -> list[Namespace]:
+        self.namespaces.reply = reply
+        return self.ops.list_namespaces(USER, agent_id, cluster_id)
+
+    def connected_agents(self, reply: Any) -> list[str]:
+        self.agents.reply = reply
+        return self.ops.connected_agents(USER)
+
+
+@pytest.fixture
+def h() -> Harness:
+    return Harness()
+
+
+def ok(result: Any) -> dict[str, Any]:
+    return {"agent_id": "agent-1", "result": result, "error": None,
+            "timestamp": "2024-01-01T12:00:00.000Z"}
+
+
+class TestNamespacesRequest:
+    def test_request_body_is_as_the_contract_says(self, h: Harness) -> None:
+        h.list_namespaces(ok({"namespaces": []}), cluster_id=123)
+        request = h.transport.published[0]
+        body = json.loads(request.body)
+        assert request.queue == h.settings.namespace_request_queue
+        assert request.expiration_ms == 2000
+        assert {k: v for k, v in body.items() if k not in ("request_id", "timestamp")} == {
+            "command": "get-namespaces", "agent_id": "agent-1", "cluster_id": 123,
+            "cluster_config": {"cluster_id": 123, "include_details": True},
+            "user": {"id": 7, "username": "ana"}}
+
+    def test_absent_cluster_id_is_null(self, h: Harness) -> None:
+        h.list_namespaces(ok({"namespaces": []}), cluster_id=None)
+        body = json.loads(h.transport.published[0].body)
+        assert body["cluster_id"] is None
+        assert body["cluster_config"]["cluster_id"] is None
+
+
+class TestNamespacesReply:
+    def test_full_namespace_is_mapped(self, h: Harness) -> None:
+        assert h.list_namespaces(ok({"namespaces": [NS], "total_count": 1})) == [
+            Namespace(name="default", status="Active", created_at="2024-01-01T12:00:00Z",
+                      labels={"a": "b"}, annotations={"c": "d"})]
+
+    def test_result_may_be_a_json_string(self, h: Harness) -> None:
+        [namespace] = h.list_namespaces(ok(json.dumps({"namespaces": [NS]})))
+        assert namespace.name == "default" and namespace.labels == {"a": "b"}
+
+    def test_absent_fields_get_their_defaults(self, h: Harness) -> None:
+        [namespace] = h.list_namespaces(ok({"namespaces": [{"name": "bare"}]}))
+        assert namespace == Namespace(name="bare", status="Unknown", created_at=None,
+                                      labels={}, annotations={})
+
+    def test_null_labels_and_empty_status_get_defaults(self, h: Harness) -> None:
+        [namespace] = h.list_namespaces(ok({"namespaces": [
+            {"name": "n", "status": "", "labels": None, "annotations": None}]}))
+        assert (namespace.status, namespace.labels, namespace.annotations) == ("Unknown", {}, {})
+
+    def test_created_at_spelled_the_python_way_is_accepted(self, h: Harness) -> None:
+        [namespace] = h.list_namespaces(ok({"namespaces": [
+            {"name": "n", "created_at": "2024-02-02T00:00:00Z"}]}))
+        assert namespace.created_at == "2024-02-02T00:00:00Z"
+
+    def test_every_namespace_is_returned_whatever_total_count_says(self, h: Harness) -> None:
+        names = [{"name": f"ns-{n}"} for n in range(3)]
+        assert len(h.list_namespaces(ok({"namespaces": names, "total_count": 99}))) == 3
+
+    def test_empty_error_string_is_success(self, h: Harness) -> None:
+        assert h.list_namespaces(dict(ok({"namespaces": []}), error="")) == []
+
+
+def failed(error: Any = "Agent returned an error: boom", **fields: Any) -> dict[str, Any]:
+    return {"agent_id": "agent-1", "result": None, "error": error, **fields}
+
+
+class TestNamespacesErrors:
+    @pytest.mark.parametrize("reply,expected", [
+        (failed(error_code="agent_not_connected"), AgentNotConnected),
+        (failed(error_code="forbidden"), Forbidden),
+        (failed(error_code="agent_timeout"), AgentTimeout),
+        (failed(error_code="something_else"), RemoteError),
+        (failed(), RemoteError),
+        (failed(error=True), RemoteError),
+        (ok({"error": True, "message": "cannot list namespaces"}), RemoteError),
+        (ok({"error": True, "message": "no", "error_code": "forbidden"}), Forbidden),
+        (dict(ok({"error": True, "message": "gone"}), error_code="agent_not_connected"),
+         AgentNotConnected),
+        (ok(json.dumps({"error": True, "message": "x", "error_code": "agent_timeout"})),
+         AgentTimeout),
+        (failed(error_code=["not", "hashable"]), RemoteError),
+        (failed(error_code={"an": "object"}), RemoteError),
+    ], ids=["not-connected", "forbidden", "agent-timeout", "unknown-code", "no-code",
+            "error-true", "result-error", "result-error-code", "top-level-code",
+            "string-result-error", "code-list", "code-object"])
+    def test_error_reply_maps_to_its_error(self, h: Harness, reply: dict[str, Any],
+                                           expected: type[Exception]) -> None:
+        with pytest.raises(RemoteError) as raised:
+            h.list_namespaces(reply)
+        assert type(raised.value) is expected
+
+    def test_not_connected_names_the_agent(self, h: Harness) -> None:
+        with pytest.raises(AgentNotConnected) as raised:
+            h.list_namespaces(failed(error_code="agent_not_connected"), agent_id="agent-9")
+        assert "agent-9" in raised.value.message
+
+    def test_peer_error_text_never_reaches_the_message(self, h: Harness) -> None:
+        with pytest.raises(RemoteError) as raised:
+            h.list_namespaces(failed(error="secret internal detail"))
+        assert "secret" not in raised.value.message
+        assert raised.value.message.startswith("Failed to communicate with agent")
+
+    @pytest.mark.parametrize("reply", [
+        {"agent_id": "a", "error": None},
+        ok(None),
+        ok("namespaces: this is not json"),
+        ok(json.dumps(["a", "list"])),
+        ok([{"name": "x"}]),
+        ok({"total_count": 0}),
+        ok({"namespaces": "default"}),
+        ok({"namespaces": ["default"]}),
+        ok({"namespaces": [{"status": "Active"}]}),
+        ok({"namespaces": [{"name": ""}]}),
+        ok({"namespaces": [{"name": 5}]}),
+        ok({"namespaces": [{"name": "n", "labels": ["a"]}]}),
+        ok({"namespaces": [{"name": "n", "annotations": "x"}]}),
+        b"{not json",
+        b"[1, 2, 3]",
+    ], ids=["no-result", "null-result", "string-not-json", "string-list", "list-result",
+            "no-namespaces", "namespaces-string", "entry-string", "entry-no-name",
+            "entry-empty-name", "entry-name-number", "labels-list", "annotations-string",
+            "body-not-json", "body-list"])
+    def test_malformed_reply_is_a_remote_error(self, h: Harness, reply: Any) -> None:
+        with pytest.raises(RemoteError) as raised:
+            h.list_namespaces(reply)
+        assert type(raised.value) is RemoteError
+
+
+class TestNamespacesConcurrency:
+    def test_identical_concurrent_requests_share_one_rpc(self) -> None:
+        h = Harness()
+        held: list[dict[str, Any]] = []
+
+        def hold(body: dict[str, Any]) -> None:
+            held.append(body)
+            return None
+
+        h.transport.responders[NS_QUEUE] = hold
+
+        def followers() -> int:
+            [flight] = h.ops._namespace_flights._flights.values()
+            return len(flight.done._cond._waiters)  # type: ignore[attr-defined]
+
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            futures = [pool.submit(h.ops.list_namespaces, USER, "agent-1", 5)
+                       for _ in range(10)]
+            wait_for(lambda: held and followers() == 9, 5, what="9 followers")
+            request_id = held[0]["request_id"]
+            h.transport.deliver("reply.fake", json.dumps(
+                {"request_id": request_id, **ok({"namespaces": [NS]})}).encode(), request_id)
+            results = [future.result(5) for future in futures]
+        assert len(held) == 1
+        assert all(r[0].name == "default" for r in results)
+
+    def test_a_stuck_agent_does_not_block_other_agents(self) -> None:
+        h = Harness(MAX_INFLIGHT_PER_AGENT="1", SATURATION_WAIT="0.05", WEBSOCKET_TIMEOUT="5")
+
+        def by_agent(body: dict[str, Any]) -> list[tuple[Any, float]] | None:
+            if body["agent_id"] == "stuck":
+                return None
+            return [({"request_id": body["request_id"], **ok({"namespaces": [NS]})}, 0)]
+
+        h.transport.responders[NS_QUEUE] = by_agent
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            stuck = pool.submit(h.ops.list_namespaces, USER, "stuck", 1)
+            wait_for(lambda: h.rpc.pending_count == 1, 2, what="the stuck call")
+            with pytest.raises(Saturated):
+                h.ops.list_namespaces(USER, "stuck", 2)
+            assert h.ops.list_namespaces(USER, "healthy", 1)[0].name == "default"
+            h.rpc.close()
+            with pytest.raises(BrokerUnavailable):
+                stuck.result(5)
+
+
+class TestConnectedAgents:
+    def test_request_body_is_as_the_contract_says(self, h: Harness) -> None:
+        h.connected_agents({"agents": [], "error": None})
+        request = h.transport.published[0]
+        body = json.loads(request.body)
+        assert request.queue == h.settings.agents_request_queue
+        assert {k: v for k, v in body.items() if k not in ("request_id", "timestamp")} == {
+            "command": "list-agents", "user": {"id": 7, "username": "ana"}}
+
+    @pytest.mark.parametrize("agents", [
+        ["b", "a", "b", "c"],
+        [{"agent_id": "c", "status": "connected"}, {"agent_id": "a"}, {"agent_id": "b"},
+         {"agent_id": "a"}],
+        ["c", {"agent_id": "a"}, "b"],
+    ], ids=["strings", "objects", "mixed"])
+    def test_agent_ids_sorted_without_duplicates(self, h: Harness, agents: list[Any]) -> None:
+        assert h.connected_agents({"agents": agents, "error": None}) == ["a", "b", "c"]
+
+    def test_no_agents_is_an_empty_list(self, h: Harness) -> None:
+        assert h.connected_agents({"agents": [], "error": None}) == []
+
+    @pytest.mark.parametrize("reply", [
+        {"agents": None, "error": "Onboarding Service error: registry unavailable"},
+        {"error": None},
+        {"agents": "a,b", "error": None},
+        {"agents": [1, 2], "error": None},
+        {"agents": [""], "error": None},
+        {"agents": [{"id": "a"}], "error": None},
+        b"[not json",
+    ], ids=["error", "missing", "string", "numbers", "empty-id", "object-without-id",
+            "not-json"])
+    def test_bad_reply_is_a_remote_error(self, h: Harness, reply: Any) -> None:
+        with pytest.raises(RemoteError):
+            h.connected_agents(reply)

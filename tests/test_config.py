@@ -1,0 +1,289 @@
+"""Settings: every default, every bad value stops start-up with one line naming the variable."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess  # nosec B404 - the test starts our own gunicorn
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cluster_service.config import ConfigError, Settings, load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+
+# The documented defaults (README table + contract §3), written out by hand on
+# purpose: a changed default in config.py must fail here until it is documented.
+DEFAULTS: dict[str, Any] = {
+    "host": "0.0.0.0",
+    "port": 8008,
+    "debug": True,
+    "log_level": "DEBUG",
+    "log_file": "",
+    "user_service_url": "",
+    "user_service_verify_ssl": True,
+    "user_service_ca_bundle": "",
+    "user_service_timeout": 5.0,
+    "rabbitmq_host": "localhost",
+    "rabbitmq_port": 5672,
+    "rabbitmq_user": "guest",
+    "rabbitmq_password": "guest",
+    "rabbitmq_vhost": "/",
+    "rabbitmq_heartbeat": 30,
+    "broker_connect_wait": 5.0,
+    "websocket_timeout": 30.0,
+    "auth_timeout": 10.0,
+    "auth_cache_ttl": 30.0,
+    "auth_negative_cache_ttl": 10.0,
+    "auth_failures_per_minute": 10,
+    "rate_limit_enabled": True,
+    "rate_limit_requests_per_minute": 60,
+    "rate_limit_storage_uri": "memory://",
+    "trusted_proxies": 0,
+    "use_ssl": False,
+    "ssl_keyfile": "key.pem",
+    "ssl_certfile": "cert.pem",
+    "web_concurrency": 2,
+    "gunicorn_threads": 8,
+    "max_inflight_rpcs": 6,
+    "max_inflight_per_agent": 3,
+    "saturation_wait": 0.1,
+    "metrics_enabled": True,
+    "auth_request_queue": "cluster_auth_requests",
+    "auth_result_queue": "cluster_auth_results",
+    "namespace_request_queue": "cluster_namespace_requests",
+    "namespace_result_queue": "cluster_namespace_results",
+    "agents_request_queue": "cluster_agents_requests",
+    "agents_result_queue": "cluster_agents_results",
+    "reply_exchange": "cluster_service.replies",
+}
+
+# A valid, non-default value for every variable: proves each field is read from
+# the variable named after it (field ``rabbitmq_port`` <- ``RABBITMQ_PORT``).
+OVERRIDES: dict[str, tuple[str, Any]] = {
+    "host": ("127.0.0.1", "127.0.0.1"),
+    "port": ("9009", 9009),
+    "debug": ("false", False),
+    "log_level": ("warning", "WARNING"),
+    "log_file": ("/tmp/cluster.log", "/tmp/cluster.log"),
+    "user_service_url": ("https://users.example.com/", "https://users.example.com"),
+    "user_service_verify_ssl": ("no", False),
+    "user_service_ca_bundle": (__file__, __file__),
+    "user_service_timeout": ("2.5", 2.5),
+    "rabbitmq_host": ("broker", "broker"),
+    "rabbitmq_port": ("5673", 5673),
+    "rabbitmq_user": ("svc", "svc"),
+    "rabbitmq_password": ("s3cret", "s3cret"),
+    "rabbitmq_vhost": ("kubesage", "kubesage"),
+    "rabbitmq_heartbeat": ("0", 0),
+    "broker_connect_wait": ("1.5", 1.5),
+    "websocket_timeout": ("0.5", 0.5),
+    "auth_timeout": ("3", 3.0),
+    "auth_cache_ttl": ("0", 0.0),
+    "auth_negative_cache_ttl": ("0", 0.0),
+    "auth_failures_per_minute": ("3", 3),
+    "rate_limit_enabled": ("off", False),
+    "rate_limit_requests_per_minute": ("1", 1),
+    "rate_limit_storage_uri": ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+    "trusted_proxies": ("2", 2),
+    "use_ssl": ("true", True),
+    "ssl_keyfile": ("/etc/tls/tls.key", "/etc/tls/tls.key"),
+    "ssl_certfile": ("/etc/tls/tls.crt", "/etc/tls/tls.crt"),
+    "web_concurrency": ("4", 4),
+    "gunicorn_threads": ("16", 16),
+    "max_inflight_rpcs": ("5", 5),
+    "max_inflight_per_agent": ("2", 2),
+    "saturation_wait": ("0", 0.0),
+    "metrics_enabled": ("false", False),
+    "auth_request_queue": ("a.req", "a.req"),
+    "auth_result_queue": ("a.res", "a.res"),
+    "namespace_request_queue": ("n:req", "n:req"),
+    "namespace_result_queue": ("n:res", "n:res"),
+    "agents_request_queue": ("g-req", "g-req"),
+    "agents_result_queue": ("g-res", "g-res"),
+    "reply_exchange": ("x.replies", "x.replies"),
+}
+
+# Extra variables some overrides need to be valid on their own.
+EXTRA_ENV: dict[str, dict[str, str]] = {
+    "use_ssl": {"SSL_CERTFILE": __file__, "SSL_KEYFILE": __file__},
+}
+
+FIELDS = [field.name for field in dataclasses.fields(Settings)]
+
+
+def test_every_setting_has_a_documented_default() -> None:
+    assert sorted(FIELDS) == sorted(DEFAULTS)
+    assert sorted(FIELDS) == sorted(OVERRIDES)
+
+
+@pytest.mark.parametrize("name", FIELDS)
+def test_default(name: str) -> None:
+    assert getattr(load_settings({}), name) == DEFAULTS[name]
+
+
+def test_dataclass_defaults_match_the_loader() -> None:
+    assert load_settings({}) == Settings()
+
+
+@pytest.mark.parametrize("name", FIELDS)
+def test_each_field_is_read_from_its_upper_case_variable(name: str) -> None:
+    raw, expected = OVERRIDES[name]
+    assert expected != DEFAULTS[name]
+    env = {**EXTRA_ENV.get(name, {}), name.upper(): raw}
+    assert getattr(load_settings(env), name) == expected
+
+
+def test_loader_reads_exactly_the_settings_variables() -> None:
+    read: set[str] = set()
+
+    class Recording(dict[str, str]):
+        def get(self, key: str, default: Any = None) -> Any:
+            read.add(key)
+            return super().get(key, default)
+
+    load_settings(Recording())
+    assert read == {name.upper() for name in FIELDS}
+
+
+def test_blank_values_mean_the_default() -> None:
+    assert load_settings({name.upper(): "  " for name in FIELDS}) == Settings()
+
+
+def test_queue_names_default_to_the_contract() -> None:
+    assert load_settings({}).result_queues == (
+        "cluster_auth_results", "cluster_namespace_results", "cluster_agents_results")
+
+
+def test_debug_false_lowers_the_default_log_level() -> None:
+    settings = load_settings({"DEBUG": "false"})
+    assert (settings.debug, settings.log_level) == (False, "INFO")
+
+
+def test_explicit_log_level_wins_over_debug() -> None:
+    assert load_settings({"DEBUG": "true", "LOG_LEVEL": "error"}).log_level == "ERROR"
+
+
+def test_inflight_defaults_follow_the_thread_count() -> None:
+    settings = load_settings({"GUNICORN_THREADS": "2"})
+    assert (settings.max_inflight_rpcs, settings.max_inflight_per_agent) == (1, 1)
+    settings = load_settings({"GUNICORN_THREADS": "20"})
+    assert (settings.max_inflight_rpcs, settings.max_inflight_per_agent) == (18, 9)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("1", True), ("true", True), ("TRUE", True), ("yes", True), (" on ", True),
+    ("0", False), ("false", False), ("No", False), ("off", False),
+])
+def test_boolean_spellings(raw: str, expected: bool) -> None:
+    assert load_settings({"RATE_LIMIT_ENABLED": raw}).rate_limit_enabled is expected
+
+
+def test_use_ssl_with_existing_files(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("cert")
+    key.write_text("key")
+    settings = load_settings({"USE_SSL": "true", "SSL_CERTFILE": str(cert),
+                              "SSL_KEYFILE": str(key)})
+    assert (settings.use_ssl, settings.ssl_certfile, settings.ssl_keyfile) == (
+        True, str(cert), str(key))
+
+
+BAD_VALUES = [
+    ("PORT", {"PORT": "abc"}),
+    ("PORT", {"PORT": "0"}),
+    ("PORT", {"PORT": "70000"}),
+    ("PORT", {"PORT": "80.5"}),
+    ("PORT", {"PORT": "80\n81"}),
+    ("RABBITMQ_PORT", {"RABBITMQ_PORT": "-1"}),
+    ("RABBITMQ_HEARTBEAT", {"RABBITMQ_HEARTBEAT": "3601"}),
+    ("RATE_LIMIT_REQUESTS_PER_MINUTE", {"RATE_LIMIT_REQUESTS_PER_MINUTE": "-1"}),
+    ("RATE_LIMIT_REQUESTS_PER_MINUTE", {"RATE_LIMIT_REQUESTS_PER_MINUTE": "0"}),
+    ("RATE_LIMIT_REQUESTS_PER_MINUTE", {"RATE_LIMIT_REQUESTS_PER_MINUTE": "lots"}),
+    ("WEBSOCKET_TIMEOUT", {"WEBSOCKET_TIMEOUT": "0"}),
+    ("WEBSOCKET_TIMEOUT", {"WEBSOCKET_TIMEOUT": "-5"}),
+    ("WEBSOCKET_TIMEOUT", {"WEBSOCKET_TIMEOUT": "nan"}),
+    ("WEBSOCKET_TIMEOUT", {"WEBSOCKET_TIMEOUT": "inf"}),
+    ("WEBSOCKET_TIMEOUT", {"WEBSOCKET_TIMEOUT": "thirty"}),
+    ("AUTH_TIMEOUT", {"AUTH_TIMEOUT": "0"}),
+    ("AUTH_CACHE_TTL", {"AUTH_CACHE_TTL": "-1"}),
+    ("AUTH_NEGATIVE_CACHE_TTL", {"AUTH_NEGATIVE_CACHE_TTL": "-0.5"}),
+    ("AUTH_FAILURES_PER_MINUTE", {"AUTH_FAILURES_PER_MINUTE": "0"}),
+    ("USER_SERVICE_TIMEOUT", {"USER_SERVICE_TIMEOUT": "0"}),
+    ("BROKER_CONNECT_WAIT", {"BROKER_CONNECT_WAIT": "61"}),
+    ("SATURATION_WAIT", {"SATURATION_WAIT": "-1"}),
+    ("DEBUG", {"DEBUG": "maybe"}),
+    ("RATE_LIMIT_ENABLED", {"RATE_LIMIT_ENABLED": "2"}),
+    ("USE_SSL", {"USE_SSL": "sometimes"}),
+    ("METRICS_ENABLED", {"METRICS_ENABLED": "y"}),
+    ("USER_SERVICE_VERIFY_SSL", {"USER_SERVICE_VERIFY_SSL": "nope"}),
+    ("SSL_CERTFILE", {"USE_SSL": "true", "SSL_CERTFILE": "/nonexistent/cert.pem"}),
+    ("USER_SERVICE_URL", {"USER_SERVICE_URL": "ftp://x"}),
+    ("USER_SERVICE_URL", {"USER_SERVICE_URL": "http://"}),
+    ("USER_SERVICE_URL", {"USER_SERVICE_URL": "users.example.com"}),
+    ("USER_SERVICE_CA_BUNDLE", {"USER_SERVICE_CA_BUNDLE": "/nonexistent/ca.pem"}),
+    ("RATE_LIMIT_STORAGE_URI", {"RATE_LIMIT_STORAGE_URI": "mongodb://x"}),
+    ("RATE_LIMIT_STORAGE_URI", {"RATE_LIMIT_STORAGE_URI": "localhost:6379"}),
+    ("TRUSTED_PROXIES", {"TRUSTED_PROXIES": "-1"}),
+    ("TRUSTED_PROXIES", {"TRUSTED_PROXIES": "11"}),
+    ("WEB_CONCURRENCY", {"WEB_CONCURRENCY": "0"}),
+    ("GUNICORN_THREADS", {"GUNICORN_THREADS": "0"}),
+    ("MAX_INFLIGHT_RPCS", {"MAX_INFLIGHT_RPCS": "0"}),
+    ("MAX_INFLIGHT_PER_AGENT", {"MAX_INFLIGHT_PER_AGENT": "0"}),
+    ("AUTH_REQUEST_QUEUE", {"AUTH_REQUEST_QUEUE": "bad queue"}),
+    ("AUTH_RESULT_QUEUE", {"AUTH_RESULT_QUEUE": "results/\u00e9"}),
+    ("NAMESPACE_REQUEST_QUEUE", {"NAMESPACE_REQUEST_QUEUE": "q" * 201}),
+    ("AGENTS_RESULT_QUEUE", {"AGENTS_RESULT_QUEUE": "amq\nbad"}),
+    ("REPLY_EXCHANGE", {"REPLY_EXCHANGE": "x;y"}),
+    ("LOG_LEVEL", {"LOG_LEVEL": "LOUD"}),
+]
+
+
+@pytest.mark.parametrize("variable, env", BAD_VALUES,
+                         ids=[f"{v}={next(iter(e.values()))!r}"[:60] for v, e in BAD_VALUES])
+def test_bad_value_is_one_line_naming_the_variable(variable: str, env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    message = str(caught.value)
+    assert "\n" not in message and "\r" not in message
+    assert message.split()[0] == variable, message
+
+
+def test_missing_key_file_names_the_key(tmp_path: Path) -> None:
+    cert = tmp_path / "cert.pem"
+    cert.write_text("cert")
+    with pytest.raises(ConfigError, match=r"^SSL_KEYFILE "):
+        load_settings({"USE_SSL": "true", "SSL_CERTFILE": str(cert),
+                       "SSL_KEYFILE": str(tmp_path / "missing.pem")})
+
+
+def test_config_error_is_a_value_error() -> None:
+    assert issubclass(ConfigError, ValueError)
+
+
+def _start_gunicorn(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run gunicorn with the real gunicorn.conf.py in an empty directory (no .env)."""
+    clean = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+    return subprocess.run(  # nosec B603 - fixed argv, our own files
+        [GUNICORN, "-c", str(REPO / "gunicorn.conf.py"), "--pythonpath", str(REPO), "wsgi:app"],
+        cwd=tmp_path, env={**clean, "HOST": "127.0.0.1", **env},
+        capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.gunicorn
+@pytest.mark.parametrize("env, variable", [
+    ({"PORT": "abc"}, "PORT"),
+    ({"USE_SSL": "true"}, "SSL_CERTFILE"),  # default cert.pem does not exist in tmp_path
+], ids=["PORT=abc", "USE_SSL-missing-cert"])
+def test_gunicorn_refuses_to_start_with_one_line(tmp_path: Path, env: dict[str, str],
+                                                 variable: str) -> None:
+    result = _start_gunicorn(tmp_path, **env)
+    assert result.returncode != 0
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert variable in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout

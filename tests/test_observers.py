@@ -1,0 +1,112 @@
+"""LoggingObserver and CompositeObserver."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from cluster_service.context import request_id_var
+from cluster_service.observer import Observer
+from cluster_service.observers import CompositeObserver, LoggingObserver
+
+LOGGER = "cluster_service.rpc"
+
+
+class Recorder(Observer):
+    def __init__(self) -> None:
+        self.events: list[tuple[object, ...]] = []
+
+    def rpc_published(self, queue: str) -> None:
+        self.events.append(("published", queue))
+
+    def rpc_finished(self, queue: str, outcome: str, seconds: float) -> None:
+        self.events.append(("finished", queue, outcome, seconds))
+
+    def rpc_inflight(self, delta: int) -> None:
+        self.events.append(("inflight", delta))
+
+    def reply_dropped(self, reason: str) -> None:
+        self.events.append(("dropped", reason))
+
+    def reply_rerouted(self) -> None:
+        self.events.append(("rerouted",))
+
+    def broker_connected(self, connected: bool) -> None:
+        self.events.append(("connected", connected))
+
+    def auth_outcome(self, outcome: str) -> None:
+        self.events.append(("auth", outcome))
+
+
+def test_successful_rpc_is_logged_at_info_with_queue_outcome_and_duration(caplog):
+    caplog.set_level(logging.DEBUG, LOGGER)
+    LoggingObserver().rpc_finished("cluster_auth_requests", "ok", 0.01234)
+    (record,) = caplog.records
+    assert record.levelno == logging.INFO
+    assert (record.event, record.queue, record.outcome, record.duration_ms) == (
+        "rpc", "cluster_auth_requests", "ok", 12.34)
+
+
+@pytest.mark.parametrize("outcome", ["timeout", "error", "broker_unavailable", "saturated"])
+def test_failed_rpc_is_logged_at_warning(caplog, outcome):
+    caplog.set_level(logging.DEBUG, LOGGER)
+    LoggingObserver().rpc_finished("q", outcome, 2.0)
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING
+    assert record.outcome == outcome and record.duration_ms == 2000.0
+
+
+def test_rpc_line_carries_the_http_request_id(caplog):
+    from cluster_service.logging_config import _RequestIdFilter
+
+    caplog.set_level(logging.DEBUG, LOGGER)
+    caplog.handler.addFilter(_RequestIdFilter())
+    token = request_id_var.set("req-42")
+    try:
+        LoggingObserver().rpc_finished("q", "ok", 0.1)
+    finally:
+        request_id_var.reset(token)
+    assert caplog.records[0].request_id == "req-42"
+
+
+def test_broker_connection_is_logged_only_when_it_changes(caplog):
+    caplog.set_level(logging.DEBUG, LOGGER)
+    observer = LoggingObserver()
+    for state in (False, False, True, True, False, True):
+        observer.broker_connected(state)
+    lines = [(r.levelno, r.connected) for r in caplog.records]
+    assert lines == [(logging.WARNING, False), (logging.INFO, True),
+                     (logging.WARNING, False), (logging.INFO, True)]
+    assert all(r.event == "broker_state" for r in caplog.records)
+
+
+def test_other_events_are_not_logged(caplog):
+    caplog.set_level(logging.DEBUG, LOGGER)
+    observer = LoggingObserver()
+    observer.rpc_published("q")
+    observer.rpc_inflight(1)
+    observer.reply_dropped("unknown")
+    observer.reply_rerouted()
+    observer.auth_outcome("valid")
+    assert caplog.records == []
+
+
+def test_composite_hands_every_event_to_each_observer_in_order():
+    first, second = Recorder(), Recorder()
+    composite = CompositeObserver(first, second)
+    composite.rpc_published("q")
+    composite.rpc_finished("q", "ok", 0.5)
+    composite.rpc_inflight(-1)
+    composite.reply_dropped("not_owner")
+    composite.reply_rerouted()
+    composite.broker_connected(True)
+    composite.auth_outcome("cached")
+    expected = [("published", "q"), ("finished", "q", "ok", 0.5), ("inflight", -1),
+                ("dropped", "not_owner"), ("rerouted",), ("connected", True), ("auth", "cached")]
+    assert first.events == expected
+    assert second.events == expected
+
+
+def test_empty_composite_is_a_no_op():
+    CompositeObserver().rpc_finished("q", "ok", 0.1)
