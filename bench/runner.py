@@ -177,7 +177,11 @@ class ConfigRun:
             env["BENCH_RPC_QUEUE"] = self.names.echo_queue
         if self.config.service:
             env.update(self.names.service_env())
-            env.update({"DEBUG": "false", "LOG_LEVEL": "WARNING", "RATE_LIMIT_ENABLED": "false",
+            # The full request path, as in production: INFO access lines (to the
+            # process log file) and the per-key limiter on (memory://, a limit
+            # far above what the run can reach).
+            env.update({"DEBUG": "false", "LOG_LEVEL": "INFO", "RATE_LIMIT_ENABLED": "true",
+                        "RATE_LIMIT_REQUESTS_PER_MINUTE": "100000000",
                         "AUTH_CACHE_TTL": self.config.auth_cache_ttl, "METRICS_ENABLED": "true",
                         "PROMETHEUS_MULTIPROC_DIR": metrics_dir, "USER_SERVICE_URL": "",
                         "WEBSOCKET_TIMEOUT": "10", "AUTH_TIMEOUT": "10"})

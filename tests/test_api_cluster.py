@@ -205,9 +205,10 @@ class TestAgentErrors:
         assert client.get(f"{BASE}/health").status_code == 200
 
     @pytest.mark.parametrize("query,field", [
-        ({}, "agent_id"), ({"agent_id": "bad id!"}, "agent_id"),
-        ({"agent_id": "a" * 129}, "agent_id"), ({"agent_id": "a", "cluster_id": "-1"},
-                                                 "cluster_id"),
+        ({}, "agent_id"),
+        ({"agent_id": "bad id!"}, "agent_id"),
+        ({"agent_id": "a" * 129}, "agent_id"),
+        ({"agent_id": "a", "cluster_id": "-1"}, "cluster_id"),
         ({"agent_id": "a", "cluster_id": str(2 ** 63)}, "cluster_id"),
     ])
     def test_invalid_input_is_400_and_nothing_is_sent_to_the_agent(

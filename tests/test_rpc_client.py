@@ -365,7 +365,7 @@ class TestLifecycle:
             starts.append(1)
             original(*args)
 
-        harness.transport.start = counting_start  # type: ignore[method-assign]
+        harness.transport.start = counting_start  # type: ignore[method-assign,assignment]
         assert starts == []  # nothing connects at construction
         harness.client.start()
         harness.client.start()

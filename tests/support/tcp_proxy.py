@@ -9,7 +9,11 @@ take the proxy away:
   the broker had died or the network had partitioned. While closed, the
   listening socket stays bound (so the port cannot be taken by anybody else)
   but every new connection is reset at once, so a client's connect attempt
-  fails fast, like a refused connection, instead of hanging.
+  fails fast, like a refused connection, instead of hanging;
+* ``freeze()`` / ``thaw()``: a silent partition. Connections stay open but no
+  byte goes through either way until ``thaw()``, neither on live connections
+  nor on new ones; nobody sees a reset, so only heartbeats and timeouts can
+  tell.
 
 One thread accepts; each forwarded connection has two pump threads (one per
 direction). A cut shuts the sockets down, which wakes the pumps' blocking
@@ -71,6 +75,8 @@ class TcpProxy:
         self._accepting = start_open
         self._stopped = False
         self._live: set[socket.socket] = set()
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._threads: set[threading.Thread] = set()
         self.accepted = 0   # connections forwarded since creation
         self.refused = 0    # connections reset because the proxy was closed
@@ -103,8 +109,17 @@ class TcpProxy:
         for sock in live:
             _shutdown(sock)
 
+    def freeze(self) -> None:
+        """Hold every byte in both directions, silently, until :meth:`thaw`."""
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        """Let bytes through again (what was held is delivered)."""
+        self._flowing.set()
+
     def stop(self, timeout: float = 5.0) -> None:
         """Cut everything, stop the accept thread and wait for every thread."""
+        self.thaw()
         self.close()
         with self._lock:
             self._stopped = True
@@ -186,6 +201,9 @@ class TcpProxy:
                 data = source.recv(_CHUNK)
                 if not data:
                     break
+                while not self._flowing.wait(0.1):
+                    if source.fileno() < 0:   # cut while frozen
+                        return
                 sink.sendall(data)
         except OSError:
             pass

@@ -46,12 +46,15 @@ class UserServiceStub:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def count(self, key: str) -> int:
         with self._lock:
             return self.asked.count(key)
+
+    @property
+    def is_running(self) -> bool:
+        return self._thread.is_alive()
 
     def start(self) -> "UserServiceStub":
         self._thread.start()
@@ -67,5 +70,5 @@ class UserServiceStub:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
-        if self._thread.is_alive():
+        if self.is_running:
             self.stop()
