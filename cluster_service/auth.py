@@ -119,6 +119,10 @@ class Authenticator:
         self._rejected: TtlCache[bool] = TtlCache(settings.auth_negative_cache_ttl)
         self._flights: SingleFlight[User] = SingleFlight()
         self._guard = guard
+        # Followers wait as long as the leader may: first-connection wait, slot
+        # wait, the broker round trip, then the HTTP fallback.
+        self._flight_timeout = (settings.broker_connect_wait + settings.saturation_max_wait
+                                + settings.auth_timeout + settings.user_service_timeout + 1)
 
     def authenticate(self, api_key: str | None, client: str | None = None) -> User:
         """The user behind ``api_key``.
@@ -154,8 +158,11 @@ class Authenticator:
             self._observer.auth_outcome("rejected")
             self._audit("rejected_cached", fingerprint(api_key), None)
             raise AuthenticationFailed()
-        user, _shared = self._flights.do(key, lambda: self._validate(api_key, key),
-                                         self._settings.auth_timeout + 1)
+        try:
+            user, _shared = self._flights.do(key, lambda: self._validate(api_key, key),
+                                             self._flight_timeout)
+        except RpcTimeout:  # only a follower's own wait: the leader's is handled in _validate
+            raise AuthBackendUnavailable() from None
         return user
 
     def _validate(self, api_key: str, key: str) -> User:

@@ -1,14 +1,22 @@
 """Bounded concurrency that tells a stuck service from a busy one.
 
-A plain semaphore with a 100 ms acquire timeout would turn an ordinary burst
-of fast requests into 503s whenever slots happen to be taken for a moment. The
-contract says "saturated" means RPCs are *stuck*, so a waiter here gives up only
-after a whole ``wait`` window passed without any slot being released. As long
-as slots keep turning over, it keeps waiting, up to ``max_wait``.
+A plain semaphore with a 100 ms acquire timeout turns an ordinary burst of fast
+requests into 503s whenever slots happen to be taken for a moment, or the CPU
+is briefly starved. The contract says "saturated" means RPCs are *stuck*, not
+that requests arrive together. So a waiter here gives up only when
+
+* it has waited at least ``wait`` (about 100 ms), and
+* every slot has been held for at least ``stuck_after`` (the youngest holder
+  is that old: nothing is turning over),
+
+or when it has waited ``max_wait`` in all. A burst of fast calls always finds
+young holders and waits for them; a storm on a hung agent finds only old ones
+and fails after ``wait``.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from typing import Hashable
@@ -19,83 +27,89 @@ from .exceptions import Saturated
 class Bulkhead:
     """At most ``limit`` holders at once; see the module docstring for the waiting rule."""
 
-    def __init__(self, limit: int, wait: float, max_wait: float) -> None:
+    def __init__(self, limit: int, wait: float, max_wait: float,
+                 stuck_after: float | None = None) -> None:
         self.limit = limit
         self.wait = wait
         self.max_wait = max_wait
-        self._held = 0
-        self._releases = 0
+        self.stuck_after = 10 * wait if stuck_after is None else stuck_after
+        self._holders: dict[int, float] = {}
+        self._tokens = itertools.count()
         self._cond = threading.Condition()
+        self._local = threading.local()
 
     @property
     def held(self) -> int:
         """How many slots are taken now."""
-        return self._held
+        return len(self._holders)
 
-    def acquire(self) -> None:
-        """Take a slot or raise :class:`Saturated`."""
+    def acquire(self) -> int:
+        """Take a slot and return its token for :meth:`release`, or raise Saturated."""
         with self._cond:
-            if self._held < self.limit:
-                self._held += 1
-                return
-            deadline = time.monotonic() + self.max_wait
-            while True:
-                seen = self._releases
-                window_end = min(time.monotonic() + self.wait, deadline)
-                while self._held >= self.limit:
-                    remaining = window_end - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._cond.wait(remaining)
-                if self._held < self.limit:
-                    self._held += 1
-                    return
-                if self._releases == seen or time.monotonic() >= deadline:
-                    raise Saturated()
+            if len(self._holders) >= self.limit:
+                self._wait_for_slot()
+            token = next(self._tokens)
+            self._holders[token] = time.monotonic()
+            return token
 
-    def release(self) -> None:
-        """Give a slot back."""
+    def _wait_for_slot(self) -> None:
+        started = time.monotonic()
+        while len(self._holders) >= self.limit:
+            now = time.monotonic()
+            waited = now - started
+            youngest_age = now - max(self._holders.values())
+            if waited >= self.max_wait or (waited >= self.wait
+                                           and youngest_age >= self.stuck_after):
+                raise Saturated()
+            # Wake up when a slot frees, or when the rule above may have become true.
+            next_check = max(self.wait - waited, self.stuck_after - youngest_age, 0.005)
+            self._cond.wait(min(next_check, self.max_wait - waited))
+
+    def release(self, token: int) -> None:
+        """Give back the slot taken with ``token``."""
         with self._cond:
-            self._held -= 1
-            self._releases += 1
+            del self._holders[token]
             self._cond.notify()
 
     def __enter__(self) -> "Bulkhead":
-        self.acquire()
+        tokens = getattr(self._local, "tokens", None)
+        if tokens is None:
+            tokens = self._local.tokens = []
+        tokens.append(self.acquire())
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.release()
+        self.release(self._local.tokens.pop())
 
 
 class KeyedBulkhead:
     """One :class:`Bulkhead` per key (per agent), created on demand and dropped when idle."""
 
-    def __init__(self, limit: int, wait: float, max_wait: float) -> None:
-        self._limit, self._wait, self._max_wait = limit, wait, max_wait
+    def __init__(self, limit: int, wait: float, max_wait: float,
+                 stuck_after: float | None = None) -> None:
+        self._args = (limit, wait, max_wait, stuck_after)
         self._lock = threading.Lock()
         self._heads: dict[Hashable, tuple[Bulkhead, int]] = {}
 
     def __len__(self) -> int:
         return len(self._heads)
 
-    def acquire(self, key: Hashable) -> None:
-        """Take a slot for ``key`` or raise :class:`Saturated`."""
+    def acquire(self, key: Hashable) -> int:
+        """Take a slot for ``key`` and return its token, or raise :class:`Saturated`."""
         with self._lock:
             head, users = self._heads.get(key, (None, 0))
             if head is None:
-                head = Bulkhead(self._limit, self._wait, self._max_wait)
+                head = Bulkhead(*self._args)
             self._heads[key] = (head, users + 1)
         try:
-            head.acquire()
+            return head.acquire()
         except Saturated:
             self._forget(key)
             raise
 
-    def release(self, key: Hashable) -> None:
+    def release(self, key: Hashable, token: int) -> None:
         """Give back the slot taken for ``key``."""
-        head = self._heads[key][0]
-        head.release()
+        self._heads[key][0].release(token)
         self._forget(key)
 
     def _forget(self, key: Hashable) -> None:

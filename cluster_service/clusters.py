@@ -41,15 +41,20 @@ class ClusterOperations:
         self._settings = settings
         self._rpc = rpc
         self._per_agent = KeyedBulkhead(settings.max_inflight_per_agent,
-                                        settings.saturation_wait, 20 * settings.saturation_wait)
+                                        settings.saturation_wait, settings.saturation_max_wait)
         self._namespace_flights: SingleFlight[list[Namespace]] = SingleFlight()
+        # Followers wait as long as the leader may: both bulkheads' longest wait, the
+        # first-connection wait and the RPC timeout; else a follower could get 504 while
+        # the leader still gets its answer.
+        self._flight_timeout = (settings.websocket_timeout + settings.broker_connect_wait
+                                + 2 * settings.saturation_max_wait + 1)
 
     def list_namespaces(self, user: User, agent_id: str, cluster_id: int | None) -> list[Namespace]:
         """Namespaces of the agent's cluster. Identical concurrent requests share one RPC."""
         key = (user.id, agent_id, cluster_id)
         namespaces, _shared = self._namespace_flights.do(
             key, lambda: self._fetch_namespaces(user, agent_id, cluster_id),
-            self._settings.websocket_timeout + 1)
+            self._flight_timeout)
         return namespaces
 
     def _fetch_namespaces(self, user: User, agent_id: str,
@@ -61,12 +66,12 @@ class ClusterOperations:
             "cluster_config": {"cluster_id": cluster_id, "include_details": True},
             "user": {"id": user.id, "username": user.username},
         }
-        self._per_agent.acquire(agent_id)
+        token = self._per_agent.acquire(agent_id)
         try:
             reply = self._rpc.call(self._settings.namespace_request_queue, payload,
                                    self._settings.websocket_timeout)
         finally:
-            self._per_agent.release(agent_id)
+            self._per_agent.release(agent_id, token)
         _raise_for_error(reply, reply, agent_id)
         result = _result_object(reply.get("result"))
         _raise_for_error(result, reply, agent_id)

@@ -85,6 +85,11 @@ class Settings:
     reply_exchange: str = "cluster_service.replies"
 
     @property
+    def saturation_max_wait(self) -> float:
+        """The longest a call waits for an in-flight slot, even while slots turn over."""
+        return 20 * self.saturation_wait
+
+    @property
     def result_queues(self) -> tuple[str, str, str]:
         """The fixed results queues the legacy peers answer on."""
         return (self.auth_result_queue, self.namespace_result_queue, self.agents_result_queue)

@@ -47,7 +47,7 @@ _REQUEST_ID = {"description": "The client's X-Request-ID if it was sane, else a 
                "schema": {"type": "string"}}
 
 
-def _cluster_id_bounds(self: Any, field: fields.Field, ret: dict[str, Any],
+def _cluster_id_bounds(self: Any, field: fields.Field[Any], ret: dict[str, Any],
                        **kwargs: Any) -> dict[str, Any]:
     """apispec attribute function: ``ClusterId`` is a non-negative 64-bit integer.
 
@@ -94,8 +94,10 @@ def build_spec() -> dict[str, Any]:
         plugins=[plugin],
         info={"description": "On-demand Kubernetes cluster operations, relayed over RabbitMQ "
                              "to the KubeSage agents. Every error has the `Error` body."})
-    assert plugin.converter is not None  # nosec B101 - set by APISpec(plugins=...)
-    plugin.converter.add_attribute_function(_cluster_id_bounds)
+    converter = plugin.converter  # created when APISpec initialises its plugins
+    if converter is None:
+        raise RuntimeError("apispec did not initialise the marshmallow plugin")
+    converter.add_attribute_function(_cluster_id_bounds)  # type: ignore[no-untyped-call]
     spec.components.security_scheme(SECURITY_SCHEME, {
         "type": "apiKey", "in": "header", "name": API_KEY_HEADER})
     for name, schema in (("Health", HealthResponse), ("Ready", ReadyResponse),

@@ -39,7 +39,7 @@ def build_services(settings: Settings, observer: Observer,
         from .rpc.pika_transport import PikaTransport  # the api layer never imports pika
         transport = PikaTransport(settings)
     inflight = Bulkhead(settings.max_inflight_rpcs, settings.saturation_wait,
-                        20 * settings.saturation_wait)
+                        settings.saturation_max_wait)
     rpc = RpcClient(transport, fixed_queues=settings.result_queues,
                     connect_wait=settings.broker_connect_wait, inflight=inflight,
                     observer=observer)

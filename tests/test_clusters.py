@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -13,7 +14,7 @@ from cluster_service.clusters import ClusterOperations, Namespace
 from cluster_service.config import load_settings
 from cluster_service.exceptions import (AgentNotConnected, AgentTimeout, BrokerUnavailable,
                                         Forbidden, RemoteError, Saturated)
-from cluster_service.rpc.client import RpcClient
+from cluster_service.rpc.client import ReplyOutcome, RpcClient
 
 from .support.fake_transport import FakeTransport
 from .support.service import wait_for
@@ -23,6 +24,14 @@ AGENTS_QUEUE = "cluster_agents_requests"
 USER = User(id=7, username="ana")
 NS = {"name": "default", "status": "Active", "createdAt": "2024-01-01T12:00:00Z",
       "labels": {"a": "b"}, "annotations": {"c": "d"}}
+
+
+class NotYetConnected(FakeTransport):
+    """A transport whose first connection attempt is still in progress."""
+
+    def start(self, on_reply: Callable[..., ReplyOutcome],
+              on_connection_change: Callable[[bool], None]) -> None:
+        self._on_reply, self._on_change = on_reply, on_connection_change
 
 
 class Peer:
@@ -213,6 +222,23 @@ class TestNamespacesConcurrency:
             results = [future.result(5) for future in futures]
         assert len(held) == 1
         assert all(r[0].name == "default" for r in results)
+
+    def test_followers_wait_as_long_as_the_leader_may(self) -> None:
+        """The leader may first wait for the broker's first connection; a follower
+        must not give up with a timeout while the leader still gets its answer."""
+        settings = load_settings({"WEBSOCKET_TIMEOUT": "0.2", "BROKER_CONNECT_WAIT": "3"})
+        transport = NotYetConnected()
+        ops = ClusterOperations(settings, RpcClient(transport, connect_wait=3))
+        transport.responders[NS_QUEUE] = lambda body: [
+            ({"request_id": body["request_id"], **ok({"namespaces": [NS]})}, 0)]
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = [pool.submit(ops.list_namespaces, USER, "agent-1", 1) for _ in range(2)]
+            wait_for(lambda: ops._namespace_flights._flights, 2, what="the flight")
+            # Connect only after the old follower bound (WEBSOCKET_TIMEOUT + 1 s) has passed.
+            timer = threading.Timer(1.4, transport.set_connected, (True,))
+            timer.start()
+            assert [f.result(10)[0].name for f in futures] == ["default", "default"]
+            timer.join()
 
     def test_a_stuck_agent_does_not_block_other_agents(self) -> None:
         h = Harness(MAX_INFLIGHT_PER_AGENT="1", SATURATION_WAIT="0.05", WEBSOCKET_TIMEOUT="5")

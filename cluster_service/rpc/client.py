@@ -210,13 +210,13 @@ class RpcClient:
             self._first_attempt_done.wait(self._connect_wait)
         if not self._connected:
             raise BrokerUnavailable()
-        if self._inflight is not None:
-            self._inflight.acquire()
+        if self._inflight is None:
+            return self._exchange(queue, payload, timeout)
+        token = self._inflight.acquire()
         try:
             return self._exchange(queue, payload, timeout)
         finally:
-            if self._inflight is not None:
-                self._inflight.release()
+            self._inflight.release(token)
 
     def _exchange(self, queue: str, payload: dict[str, Any], timeout: float) -> bytes:
         request_id = str(uuid.uuid4())

@@ -3,7 +3,7 @@
 Every test runs the real gunicorn service on its own queues against the shared
 RabbitMQ, with the stand-in peers. The broker itself is never stopped: a test
 that needs the broker to go away points the service at a :class:`TcpProxy`
-and closes the proxy, so only this service's connections are cut.
+and closes (or freezes) the proxy, so only this service's connections suffer.
 
 Run alone with ``pytest -m fault``. Every wait polls with a deadline; every
 test carries its own time bound.
@@ -21,15 +21,16 @@ import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import pika
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from ..support.peers import delete_queues, start_peers
+from ..support.prometheus import metric_sum
 from ..support.service import ServiceProcess, queue_env, wait_for
 from ..support.tcp_proxy import TcpProxy
 
@@ -132,28 +133,20 @@ def assert_service_unavailable(outcome: Outcome) -> None:
 # -- observing the service ----------------------------------------------------------
 
 
+def metrics_text(service: ServiceProcess) -> str:
+    return requests.get(service.base_url + "/metrics", timeout=10).text
+
+
 def metric(service: ServiceProcess, name: str, **labels: str) -> float:
     """The sum of the ``/metrics`` samples called ``name`` whose labels include ``labels``."""
-    text = requests.get(service.base_url + "/metrics", timeout=10).text
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
-
-
-def broker_connected_by_pid(service: ServiceProcess) -> dict[int, float]:
-    """``cluster_broker_connected`` per live worker pid."""
-    text = requests.get(service.base_url + "/metrics", timeout=10).text
-    return {int(sample.labels["pid"]): sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples if sample.name == "cluster_broker_connected"}
+    return metric_sum(metrics_text(service), name, **labels)
 
 
 def all_connected(service: ServiceProcess, pids: set[int]) -> bool:
-    states = broker_connected_by_pid(service)
-    return all(states.get(pid) == 1.0 for pid in pids)
+    """Whether ``cluster_broker_connected`` is 1 for every one of these workers."""
+    text = metrics_text(service)
+    return all(metric_sum(text, "cluster_broker_connected", pid=str(pid)) == 1.0
+               for pid in pids)
 
 
 def log_records(service: ServiceProcess) -> list[dict[str, Any]]:
@@ -182,7 +175,7 @@ def warm_auth(service: ServiceProcess, timeout: float = 15) -> set[int]:
     def every_worker_validated() -> bool:
         nonlocal batch
         batch += 1
-        run_together([lambda i=i: namespaces(service, HEALTHY_AGENT, 900_000 + 100 * batch + i)
+        run_together([partial(namespaces, service, HEALTHY_AGENT, 900_000 + 100 * batch + i)
                       for i in range(2 * len(pids))])
         return pids <= pids_with(service, event="auth", outcome="success")
 
@@ -293,7 +286,7 @@ class TestBrokerDownAtStartUp:
                  RECOVERY_BOUND, what="every worker reconnected and serving")
         recovered = time.monotonic() - opened
         print(f"\nrecovered {recovered:.2f}s after the broker came back")
-        outcomes = run_together([lambda i=i: namespaces(service, HEALTHY_AGENT, i)
+        outcomes = run_together([partial(namespaces, service, HEALTHY_AGENT, i)
                                  for i in range(8)])
         assert all(o.status == 200 for o in outcomes), summary(outcomes)
         assert all(call(service, "/ready").status == 200 for _ in range(6))
@@ -319,7 +312,7 @@ class TestBrokerConnectionLostUnderLoad:
 
         with ThreadPoolExecutor(self.IN_FLIGHT) as pool:
             futures = start_together(pool, [
-                lambda i=i: namespaces(service, "slow-5000-a", cluster_id=i, timeout=20)
+                partial(namespaces, service, "slow-5000-a", cluster_id=i, timeout=20)
                 for i in range(self.IN_FLIGHT)])
             wait_for(lambda: metric(service, "cluster_rpc_inflight") >= self.IN_FLIGHT, 4,
                      what=f"{self.IN_FLIGHT} RPCs in flight")
@@ -339,10 +332,52 @@ class TestBrokerConnectionLostUnderLoad:
         proxy.open()
         wait_for(lambda: all_connected(service, pids), RECOVERY_BOUND,
                  what="every worker reconnected")
-        outcomes = run_together([lambda i=i: namespaces(service, HEALTHY_AGENT, i)
+        outcomes = run_together([partial(namespaces, service, HEALTHY_AGENT, i)
                                  for i in range(8)])
         assert all(o.status == 200 for o in outcomes), summary(outcomes)
         assert service.worker_pids() == pids, "a worker was restarted"
+
+
+# -- 2b: beyond the list: a silent partition (no reset, no FIN) -------------------------------
+
+
+@pytest.mark.timeout(60)
+class TestSilentNetworkPartition:
+    HEARTBEAT, WEBSOCKET_TIMEOUT = 2, 2.0
+
+    def test_requests_time_out_until_the_heartbeat_notices_then_recover(
+            self, proxy: TcpProxy, peers: Any,
+            service_factory: Callable[..., ServiceProcess]) -> None:
+        service = service_factory(WEB_CONCURRENCY="1", RABBITMQ_HEARTBEAT=str(self.HEARTBEAT),
+                                  WEBSOCKET_TIMEOUT=str(self.WEBSOCKET_TIMEOUT),
+                                  **through(proxy))
+        pids = warm_auth(service)
+        # pika checks for received data every heartbeat + 5 s; two empty checks mean dead.
+        detection_bound = 2 * (self.HEARTBEAT + 5) + self.WEBSOCKET_TIMEOUT + 1
+
+        proxy.freeze()
+        frozen = time.monotonic()
+        during: list[Outcome] = []
+        attempts = iter(range(10**6))
+
+        def noticed() -> bool:
+            during.append(namespaces(service, HEALTHY_AGENT, next(attempts), timeout=10))
+            return call(service, "/ready").status == 503
+
+        wait_for(noticed, detection_bound, interval=0.2, what="the worker to notice the partition")
+        noticed_after = time.monotonic() - frozen
+        print(f"\npartition noticed after {noticed_after:.1f}s; meanwhile {summary(during)}")
+        # Never a hang, never a 500: a timeout at WEBSOCKET_TIMEOUT, or 503 once noticed.
+        for outcome in during:
+            assert outcome.status in (503, 504), outcome
+            assert outcome.elapsed <= self.WEBSOCKET_TIMEOUT * 1.1 + 0.5, outcome.elapsed
+        assert pids <= pids_with(service, event="broker_disconnected")
+        assert_service_unavailable(namespaces(service, HEALTHY_AGENT))
+
+        proxy.thaw()
+        wait_for(lambda: namespaces(service, HEALTHY_AGENT, next(attempts)).status == 200,
+                 RECOVERY_BOUND, what="the worker serving again after the partition")
+        assert service.worker_pids() == pids, "the worker was restarted"
 
 
 # -- 3 ------------------------------------------------------------------------------------------
@@ -356,7 +391,7 @@ class TestSilentPeer:
         service = service_factory(WEB_CONCURRENCY="1", WEBSOCKET_TIMEOUT=str(timeout))
         warm_auth(service)
 
-        outcomes = run_together([lambda i=i: namespaces(service, f"fault-silent-{i}", i)
+        outcomes = run_together([partial(namespaces, service, f"fault-silent-{i}", i)
                                  for i in range(4)])
         print(f"\nsilent peer: elapsed {[round(o.elapsed, 3) for o in outcomes]}")
         for outcome in outcomes:
@@ -501,7 +536,7 @@ class TestBrokenPeer:
         agents = ["fault-malformed-2", "fault-wrong-shape-2", "fault-wrong-shape-list-2",
                   "fault-result-not-json-2", "fault-no-request-id-2", "fault-huge-2",
                   "fault-duplicate-2", "fault-error-2"]
-        outcomes = run_together([lambda a=a: namespaces(broken_peer.service, a) for a in agents])
+        outcomes = run_together([partial(namespaces, broken_peer.service, a) for a in agents])
         assert all(o.status in (200, 502, 504) for o in outcomes), summary(outcomes)
         assert_still_serving(broken_peer)
         log = broken_peer.service.logs()
@@ -527,7 +562,7 @@ class TestSaturation:
         burst = self.WORKERS * self.THREADS
         for round_ in range(3):  # the first one with a cold auth cache
             outcomes = run_together([
-                lambda i=i: namespaces(service, HEALTHY_AGENT, round_ * 1000 + i)
+                partial(namespaces, service, HEALTHY_AGENT, round_ * 1000 + i)
                 for i in range(burst)])
             print(f"\nburst {round_}: {summary(outcomes)}, slowest "
                   f"{max(o.elapsed for o in outcomes):.3f}s")
@@ -559,8 +594,7 @@ class TestSaturation:
             thread.start()
         try:
             storm = run_together([
-                lambda i=i: namespaces(service, f"slow-{int(agent_delay * 1000)}-x", i,
-                                       timeout=20)
+                partial(namespaces, service, f"slow-{int(agent_delay * 1000)}-x", i, timeout=20)
                 for i in range(storm_size)])
         finally:
             stop.set()
@@ -614,7 +648,7 @@ class TestGracefulShutdown:
 
         with ThreadPoolExecutor(in_flight) as pool:
             # distinct agents: the per-agent bound (3) must not refuse any of them
-            futures = start_together(pool, [lambda i=i: namespaces(service, f"slow-1500-g{i}")
+            futures = start_together(pool, [partial(namespaces, service, f"slow-1500-g{i}")
                                             for i in range(in_flight)])
             wait_for(lambda: metric(service, "cluster_rpc_inflight") >= in_flight, 1.2,
                      interval=0.02, what=f"{in_flight} RPCs in flight")
@@ -661,7 +695,7 @@ class TestRequestStormOnOneAgent:
         consumed = peers.counters["requests_namespaces"]
         published = metric(service, "cluster_rpc_published_total", queue=queue)
 
-        outcomes = run_together([lambda: namespaces(service, agent, 42) for _ in range(storm)])
+        outcomes = run_together([partial(namespaces, service, agent, 42)] * storm)
 
         rpcs = metric(service, "cluster_rpc_published_total", queue=queue) - published
         seen_by_peer = peers.counters["requests_namespaces"] - consumed

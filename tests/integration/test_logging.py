@@ -29,8 +29,12 @@ def lines_of(path: Path, request_id: str) -> list[dict[str, Any]]:
 
 
 def wait_for_access_line(path: Path, request_id: str) -> list[dict[str, Any]]:
-    return wait_for(lambda: (lines := lines_of(path, request_id)) and any(
-        r.get("event") == "access" for r in lines) and lines, 10, what="the access line")
+    def ready() -> list[dict[str, Any]]:
+        lines = lines_of(path, request_id)
+        return lines if any(r.get("event") == "access" for r in lines) else []
+
+    found: list[dict[str, Any]] = wait_for(ready, 10, what="the access line")
+    return found
 
 
 @pytest.fixture
@@ -60,8 +64,8 @@ def test_access_line_and_rpc_lines_share_the_request_id(
     assert len(access["key_fp"]) == 12 and access["key_fp"] != API_KEY
 
     rpcs = {r["queue"]: r for r in mine if r.get("event") == "rpc"}
-    auth_queue, ns_queue = service.env["AUTH_REQUEST_QUEUE"], service.env["NAMESPACE_REQUEST_QUEUE"]
-    assert set(rpcs) == {auth_queue, ns_queue}
+    queues = {service.env["AUTH_REQUEST_QUEUE"], service.env["NAMESPACE_REQUEST_QUEUE"]}
+    assert set(rpcs) == queues, "no RPC lines: is observers.LoggingObserver wired in create_app?"
     for rpc in rpcs.values():
         assert rpc["outcome"] == "ok" and rpc["level"] == "INFO"
         assert 0 <= rpc["duration_ms"] <= access["duration_ms"]

@@ -7,6 +7,7 @@ with other tests on the broker. Every wait polls with a deadline.
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 import uuid
@@ -205,16 +206,16 @@ class TestLateAndDuplicateReplies:
 
 def test_concurrent_requests_each_get_their_own_agents_namespaces(
         service_factory: Callable[..., ServiceProcess], peers: Any) -> None:
-    # SATURATION_WAIT: on 2 shared, loaded cores the default 0.1 s window without a slot
-    # release was seen to turn a few of these 200 into 503 "saturated" (see docs/messaging.md).
-    service = service_factory(WEB_CONCURRENCY="4", GUNICORN_THREADS="8",
-                              WEBSOCKET_TIMEOUT="15", SATURATION_WAIT="1")
+    # Default saturation settings: a burst of fast requests must never be called saturated.
+    service = service_factory(WEB_CONCURRENCY="4", GUNICORN_THREADS="8", WEBSOCKET_TIMEOUT="15")
     local = threading.local()
+    sessions: list[requests.Session] = []
 
     def one(n: int) -> str | None:
         session = getattr(local, "session", None)
         if session is None:
             session = local.session = requests.Session()
+            sessions.append(session)
         agent_id = f"demo-agent-{n % 20 + 1}"
         response = namespaces(service, agent_id, session=session, cluster_id=n)
         if response.status_code != 200:
@@ -242,11 +243,36 @@ def test_concurrent_requests_each_get_their_own_agents_namespaces(
         else:
             assert rerouted == 0
     assert metric(service, "cluster_rpc_inflight") == 0
+    for session in sessions:
+        session.close()
+
+
+def test_replies_on_fixed_queues_reach_the_right_replica(
+        service_factory: Callable[..., ServiceProcess], peers: Any) -> None:
+    """Two replicas share the fixed results queues: a reply consumed by the wrong
+    replica is forwarded through the fanout exchange to the one that waits for it."""
+    replicas = [service_factory(WEB_CONCURRENCY="2", GUNICORN_THREADS="4") for _ in range(2)]
+    peers.set_reply_style("results")
+
+    def one(n: int) -> str | None:
+        agent_id = f"demo-agent-{n % 20 + 1}"
+        with requests.Session() as session:
+            response = namespaces(replicas[n % 2], agent_id, session=session, cluster_id=n)
+        teams = [ns["name"] for ns in response.json().get("namespaces", [])
+                 if ns["name"].startswith("team-")]
+        ok = response.status_code == 200 and teams == [f"team-{agent_id}"]
+        return None if ok else f"{agent_id}: {response.status_code} {response.text[:200]}"
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        errors = [e for e in pool.map(one, range(60)) if e is not None]
+    assert errors == []
+    assert sum(metric(r, "cluster_rpc_replies_rerouted_total") for r in replicas) > 0
 
 
 # -- broker connection lost under a waiting request ---------------------------------------
 
 
+@pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl")
 def test_connection_closed_under_a_waiting_request(
         service_factory: Callable[..., ServiceProcess], peers: Any) -> None:
     service = service_factory(WEB_CONCURRENCY="1", GUNICORN_THREADS="4",

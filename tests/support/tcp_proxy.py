@@ -194,16 +194,21 @@ class TcpProxy:
         self._spawn(self._pump, client, upstream)
         self._spawn(self._pump, upstream, client)
 
+    def _wait_flowing(self, sock: socket.socket) -> bool:
+        """Block while frozen; False when the connection was cut meanwhile."""
+        while not self._flowing.wait(0.1):
+            with self._lock:
+                if sock not in self._live:
+                    return False
+        return True
+
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         """Copy bytes one way until either side ends; then end the other side too."""
         try:
             while True:
                 data = source.recv(_CHUNK)
-                if not data:
+                if not data or not self._wait_flowing(source):
                     break
-                while not self._flowing.wait(0.1):
-                    if source.fileno() < 0:   # cut while frozen
-                        return
                 sink.sendall(data)
         except OSError:
             pass
