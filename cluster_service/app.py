@@ -13,7 +13,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import access_log, errors, limiter, metrics, request_id
-from .observer import Observer
+from .observers import CompositeObserver, LoggingObserver
 from .api import register_blueprints
 from .config import Settings, load_settings
 from .rpc.client import Transport
@@ -40,8 +40,9 @@ def create_app(test_config: Mapping[str, str] | Settings | None = None,
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n,  # type: ignore[method-assign]
                                 x_host=n)
-    observer = metrics.PrometheusObserver() if settings.metrics_enabled else None
-    init_services(app, build_services(settings, observer or Observer(), transport))
+    observer = CompositeObserver(LoggingObserver(), *(
+        [metrics.PrometheusObserver()] if settings.metrics_enabled else []))
+    init_services(app, build_services(settings, observer, transport))
     request_id.init_app(app)
     access_log.init_app(app, settings.metrics_enabled)
     errors.init_app(app)

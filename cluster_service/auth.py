@@ -159,10 +159,13 @@ class Authenticator:
             self._audit("rejected_cached", fingerprint(api_key), None)
             raise AuthenticationFailed()
         try:
-            user, _shared = self._flights.do(key, lambda: self._validate(api_key, key),
-                                             self._flight_timeout)
+            user, shared = self._flights.do(key, lambda: self._validate(api_key, key),
+                                            self._flight_timeout)
         except RpcTimeout:  # only a follower's own wait: the leader's is handled in _validate
             raise AuthBackendUnavailable() from None
+        if shared:  # answered by another request's lookup: no RPC of its own, like a cache hit
+            self._observer.auth_outcome("cached")
+            self._audit("success", fingerprint(api_key), user)
         return user
 
     def _validate(self, api_key: str, key: str) -> User:

@@ -14,8 +14,15 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from .exceptions import InvalidRequest
 
 AGENT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
-_DIGITS = re.compile(r"^[0-9]{1,19}$")
+_AGENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_DIGITS = re.compile(r"^[0-9]{1,19}\Z")  # \Z: "$" would also accept a trailing newline
 CLUSTER_ID_MAX = 2 ** 63 - 1
+
+
+def _valid_agent_id(value: str) -> None:
+    # fullmatch, not Regexp's match with "$": "$" also accepts a trailing newline.
+    if not _AGENT_ID.fullmatch(value):
+        raise ValidationError("must be 1-128 characters of letters, digits, '.', '_', ':' or '-'")
 
 
 class ClusterId(fields.Integer):
@@ -35,9 +42,9 @@ class NamespacesQuery(Schema):
         unknown = EXCLUDE
 
     agent_id = fields.String(
-        required=True, validate=validate.Regexp(AGENT_ID_PATTERN, error=(
-            "must be 1-128 characters of letters, digits, '.', '_', ':' or '-'")),
-        metadata={"description": "The Kubernetes agent to ask", "example": "demo-agent-1"})
+        required=True, validate=_valid_agent_id,
+        metadata={"description": "The Kubernetes agent to ask", "example": "demo-agent-1",
+                  "pattern": AGENT_ID_PATTERN})
     cluster_id = ClusterId(
         load_default=None,
         metadata={"description": "Cluster id, echoed back (0 <= id < 2^63)", "example": 123})

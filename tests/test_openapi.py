@@ -159,6 +159,14 @@ class TestResponsesMatchTheDocument:
             assert response.status_code == 503
             check_response(spec, path.split("?")[0], response)
 
+    def test_rate_limited(self, spec, make_app):
+        for path in ("/namespaces?agent_id=a1", "/agents/connected"):
+            client = make_app(RATE_LIMIT_ENABLED="true",
+                              RATE_LIMIT_REQUESTS_PER_MINUTE="1").test_client()
+            statuses = [client.get(BASE + path, headers=self.KEY) for _ in range(2)]
+            assert [r.status_code for r in statuses] == [200, 429]
+            check_response(spec, path.split("?")[0], statuses[1])
+
     def test_metrics_disabled(self, spec, make_app):
         response = make_app(METRICS_ENABLED="false").test_client().get(f"{BASE}/metrics")
         assert response.status_code == 404

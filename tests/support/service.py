@@ -92,15 +92,17 @@ class ServiceProcess:
         wait_for(lambda: self._alive_and_ok(path), timeout, what=f"{path} on port {self.port}")
         if ready:
             # /ready answers per worker: poll until every worker reports its connection up.
-            wait_for(lambda: all(self._alive_and_ok("/ready") for _ in range(8)), timeout,
-                     what="every worker ready")
+            # "Connection: close" makes each poll a new connection, which any worker may accept.
+            wait_for(lambda: all(self._alive_and_ok("/ready", close=True) for _ in range(8)),
+                     timeout, what="every worker ready")
         return self
 
-    def _alive_and_ok(self, path: str) -> bool:
+    def _alive_and_ok(self, path: str, close: bool = False) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise AssertionError(f"gunicorn exited with {self.proc.returncode}:\n{self.logs()}")
-        return self.get(path, timeout=2, verify=False).status_code == 200
+        headers = {"Connection": "close"} if close else {}
+        return self.get(path, timeout=2, verify=False, headers=headers).status_code == 200
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", 30)
