@@ -17,7 +17,7 @@ from typing import Callable, TypeVar
 
 from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage, storage_from_string
-from limits.strategies import MovingWindowRateLimiter
+from limits.strategies import SlidingWindowCounterRateLimiter
 
 from .config import Settings
 
@@ -41,8 +41,8 @@ class AuthFailureGuard:
         self._enabled = settings.rate_limit_enabled
         uri = settings.rate_limit_storage_uri
         self._storage = storage_from_string(uri, **storage_options(uri))
-        self._primary = MovingWindowRateLimiter(self._storage)
-        self._fallback = MovingWindowRateLimiter(MemoryStorage())
+        self._primary = SlidingWindowCounterRateLimiter(self._storage)
+        self._fallback = SlidingWindowCounterRateLimiter(MemoryStorage())
         self._lock = threading.Lock()
         self._fallback_until = 0.0
 
@@ -62,7 +62,7 @@ class AuthFailureGuard:
             key = _client_key(client)
             self._run(lambda limiter: limiter.hit(self._item, key))
 
-    def _run(self, action: Callable[[MovingWindowRateLimiter], T]) -> T:
+    def _run(self, action: Callable[[SlidingWindowCounterRateLimiter], T]) -> T:
         """Run ``action`` on the shared storage, or on process memory while that is down."""
         now = time.monotonic()
         if now >= self._fallback_until:

@@ -74,6 +74,8 @@ class Settings:
     max_inflight_per_agent: int = 3
     saturation_wait: float = 0.1
 
+    max_reply_bytes: int = 1024 * 1024
+
     metrics_enabled: bool = True
 
     auth_request_queue: str = "cluster_auth_requests"
@@ -216,6 +218,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_inflight_per_agent=r.integer("MAX_INFLIGHT_PER_AGENT", max(1, inflight // 2),
                                          1, 100000),
         saturation_wait=r.number("SATURATION_WAIT", 0.1, 0, 60),
+        max_reply_bytes=r.integer("MAX_REPLY_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024),
         metrics_enabled=r.boolean("METRICS_ENABLED", True),
         auth_request_queue=r.queue("AUTH_REQUEST_QUEUE", "cluster_auth_requests"),
         auth_result_queue=r.queue("AUTH_RESULT_QUEUE", "cluster_auth_results"),

@@ -42,7 +42,7 @@ def build_services(settings: Settings, observer: Observer,
                         settings.saturation_max_wait)
     rpc = RpcClient(transport, fixed_queues=settings.result_queues,
                     connect_wait=settings.broker_connect_wait, inflight=inflight,
-                    observer=observer)
+                    observer=observer, max_reply_bytes=settings.max_reply_bytes)
     fallback = UserServiceClient(settings) if settings.user_service_url else None
     from .audit import audit_auth
     guard = AuthFailureGuard(settings)

@@ -20,11 +20,18 @@ from cluster_service.config import load_settings
 
 from .conftest import API_KEY, BASE
 from .support.fake_transport import FakeTransport
+from .support.rate_window import fresh_window
 from .support.service import free_port, wait_for
 
 AGENTS = f"{BASE}/agents/connected"
 AUTH_QUEUE = "cluster_auth_requests"
 ENVELOPE = {"success", "error", "message", "request_id", "timestamp"}
+
+
+@pytest.fixture(autouse=True)
+def _one_window() -> None:
+    """Each test's counted failures fall within one limiter window (see rate_window.py)."""
+    fresh_window(3)
 
 
 def guarded(make_app: Callable[..., Flask], failures: int = 3, **env: str) -> FlaskClient:

@@ -1,4 +1,4 @@
-"""Per-API-key rate limit (Flask-Limiter, moving window) on the cluster endpoints.
+"""Per-API-key rate limit (Flask-Limiter) on the cluster endpoints.
 
 Flask test client over the FakeTransport; the limiter uses ``memory://`` here.
 The shared-Redis behaviour with several gunicorn workers is in
@@ -17,16 +17,24 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from cluster_service.auth_guard import AuthFailureGuard
 from cluster_service.limiter import EXTENSION, api_key_identity
 
 from .conftest import API_KEY, BASE
 from .support.fake_transport import FakeTransport
+from .support.rate_window import fresh_window
 
 NAMESPACES = f"{BASE}/namespaces?agent_id=demo-agent-1"
 AGENTS = f"{BASE}/agents/connected"
 UNLIMITED = ("/health", "/ready", "/metrics", "/openapi.json")
 ENVELOPE = {"success", "error", "message", "request_id", "timestamp"}
 LIMIT_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+
+
+@pytest.fixture(autouse=True)
+def _one_window() -> None:
+    """Each test's counted requests run within one limiter window (see rate_window.py)."""
+    fresh_window(3)
 
 
 def limited_app(make_app: Callable[..., Flask], limit: int = 3, **env: str) -> FlaskClient:
@@ -119,6 +127,36 @@ class TestPerKeyLimit:
             assert not any(name in response.headers for name in LIMIT_HEADERS)
         # the brute-force guard is off too
         assert [get(client, AGENTS, key=f"bad-{i}").status_code for i in range(5)] == [401] * 5
+
+
+class TestRetryAfter:
+    """Flask-Limiter sets Retry-After on every limited response; only its own 429 keeps it."""
+
+    def test_a_503_keeps_the_services_retry_after(self, make_app: Callable[..., Flask],
+                                                  transport: FakeTransport) -> None:
+        transport.responders["cluster_auth_requests"] = lambda body: [
+            ({"request_id": body["request_id"], "error": "Authentication error: db down"}, 0)]
+        client = limited_app(make_app, limit=5)
+        response = get(client, AGENTS, key="uncached-key")
+        assert response.status_code == 503
+        assert response.headers.getlist("Retry-After") == ["5"]
+        assert response.headers["X-RateLimit-Limit"] == "5"
+
+    def test_the_brute_force_429_keeps_the_guards_retry_after(
+            self, make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(AuthFailureGuard, "retry_after", lambda self, client: 17)
+        client = limited_app(make_app, limit=5)
+        response = get(client, AGENTS, key="any-key")
+        assert response.status_code == 429
+        assert response.headers.getlist("Retry-After") == ["17"]
+
+    @pytest.mark.parametrize("key, status", [(API_KEY, 200), ("wrong-key", 401), (None, 401)])
+    def test_other_responses_carry_none(self, make_app: Callable[..., Flask], key: str | None,
+                                        status: int) -> None:
+        response = get(limited_app(make_app, limit=5), AGENTS, key=key)
+        assert response.status_code == status
+        assert "Retry-After" not in response.headers
+        assert response.headers["X-RateLimit-Remaining"] == "4"
 
 
 class TestUnlimitedEndpoints:

@@ -39,11 +39,11 @@ class Recorder(Observer):
         self.events.append(("auth", outcome))
 
 
-def test_successful_rpc_is_logged_at_info_with_queue_outcome_and_duration(caplog):
+def test_successful_rpc_is_logged_at_debug_with_queue_outcome_and_duration(caplog):
     caplog.set_level(logging.DEBUG, LOGGER)
     LoggingObserver().rpc_finished("cluster_auth_requests", "ok", 0.01234)
     (record,) = caplog.records
-    assert record.levelno == logging.INFO
+    assert record.levelno == logging.DEBUG
     assert (record.event, record.queue, record.outcome, record.duration_ms) == (
         "rpc", "cluster_auth_requests", "ok", 12.34)
 

@@ -131,12 +131,13 @@ class RpcClient:
 
     def __init__(self, transport: Transport, *, fixed_queues: tuple[str, ...] = (),
                  connect_wait: float = 5.0, inflight: Bulkhead | None = None,
-                 observer: Observer | None = None) -> None:
+                 observer: Observer | None = None, max_reply_bytes: int = 1024 * 1024) -> None:
         self._transport = transport
         self._fixed_queues = frozenset(fixed_queues)
         self._connect_wait = connect_wait
         self._inflight = inflight
         self._observer = observer or Observer()
+        self._max_reply_bytes = max_reply_bytes
         self._lock = threading.Lock()
         self._pending: dict[str, PendingCall] = {}
         self._connected = False
@@ -254,6 +255,14 @@ class RpcClient:
         # Lock-free reads: a single dict.get is atomic under the GIL, and a call
         # removed concurrently only means its Event is set after nobody waits.
         call = self._pending.get(correlation_id) if correlation_id else None
+        if len(body) > self._max_reply_bytes:
+            # Never parsed: a huge reply would cost every waiting thread its memory.
+            if call is not None:
+                call.fail(RemoteError("reply too large"))
+            self._observer.reply_dropped("too_large")
+            log.warning("oversized reply dropped", extra={
+                "queue": source_queue, "reply_bytes": len(body), "matched": call is not None})
+            return ReplyOutcome.DROPPED
         if call is None:
             request_id = _request_id_of(body)
             call = self._pending.get(request_id) if request_id else None

@@ -83,6 +83,7 @@ class PikaTransport:
         self._reply_queue = ""
         self._thread: threading.Thread | None = None
         self._on_reply: Callable[..., ReplyOutcome] | None = None
+        self._cancelled = False
         self._on_change: Callable[[bool], None] | None = None
 
     @property
@@ -129,16 +130,22 @@ class PikaTransport:
     def _run(self) -> None:
         delay = _MIN_DELAY
         while not self._stopping.is_set():
+            connected, failure = False, ""
             try:
                 self._connect()
+                connected = True
                 delay = _MIN_DELAY
                 self._loop()
             except (pika.exceptions.AMQPError, OSError) as error:
-                self._log_failure(error)
-            except Exception:  # never let the I/O thread die: the worker would go deaf
-                log.exception("unexpected error in the broker I/O thread")
+                failure = type(error).__name__
+                if not connected:  # a lost connection is logged by _disconnect
+                    self._log_failure(error)
+            except Exception as error:  # never let the I/O thread die: the worker would go deaf
+                failure = type(error).__name__
+                log.error("unexpected error in the broker I/O thread",
+                          extra={"event": "broker_io_error", "error_type": type(error).__name__})
             finally:
-                self._disconnect()
+                self._disconnect(failure)
             if self._stopping.wait(delay):
                 break
             delay = min(delay * 2, _MAX_DELAY)
@@ -156,6 +163,10 @@ class PikaTransport:
                            f"{uuid.uuid4().hex[:8]}")
             channel.queue_declare(queue=reply_queue, exclusive=True, auto_delete=True)
             channel.queue_bind(reply_queue, self._settings.reply_exchange)
+            # The broker cancels a consumer whose queue is deleted; pika only drops it.
+            # We must notice, or replies on that queue would go unread for good.
+            self._cancelled = False
+            channel.add_on_cancel_callback(self._on_consumer_cancelled)
             # Consume before any publish (replies cannot arrive before we listen).
             channel.basic_consume(reply_queue, self._on_own_reply, auto_ack=True)
             for queue in self._result_queues:
@@ -174,13 +185,20 @@ class PikaTransport:
         self._on_change(True)
 
     def _loop(self) -> None:
-        connection = self._connection
+        connection, channel = self._connection, self._channel
         # Set by _connect().
-        assert connection is not None  # nosec B101
+        assert connection is not None and channel is not None  # nosec B101
         while not self._stopping.is_set():
             connection.process_data_events(time_limit=1)
+            # A channel the broker closed (e.g. a publish to a deleted exchange) or a
+            # cancelled consumer leaves the connection up but the worker deaf or mute:
+            # treat both as a lost connection, so everything is failed and redeclared.
+            if not channel.is_open:
+                raise pika.exceptions.ChannelClosed(0, "channel closed by the broker")
+            if self._cancelled:
+                raise pika.exceptions.ConsumerCancelled("consumer cancelled by the broker")
 
-    def _disconnect(self) -> None:
+    def _disconnect(self, failure: str = "") -> None:
         with self._lock:
             connection, self._connection, self._channel = self._connection, None, None
             self._reply_queue = ""
@@ -193,7 +211,8 @@ class PikaTransport:
         if was_open and self._stopping.is_set():
             log.info("broker connection closed", extra={"event": "broker_closed"})
         else:
-            log.warning("broker connection lost", extra={"event": "broker_disconnected"})
+            log.warning("broker connection lost", extra={"event": "broker_disconnected",
+                                                         "error_type": failure or None})
         if self._on_change is not None:
             self._on_change(False)
 
@@ -205,6 +224,10 @@ class PikaTransport:
             "broker": f"{self._params.host}:{self._params.port}"})
 
     # -- pika callbacks (I/O thread) ---------------------------------------
+
+    def _on_consumer_cancelled(self, method_frame: Any) -> None:
+        """Called by pika when the broker cancels one of our consumers."""
+        self._cancelled = True
 
     def _publish(self, request: OutgoingRequest, on_failure: Callable[[str], None]) -> None:
         """Publish one request. Called by pika in the I/O thread."""

@@ -500,9 +500,7 @@ class TestBrokenPeer:
         "fault-wrong-shape-1",        # result without namespaces
         "fault-wrong-shape-list-1",   # body is a JSON list (matched by correlation_id)
         "fault-result-not-json-1",    # result is a string that is not JSON
-        pytest.param("fault-huge-1", marks=pytest.mark.xfail(strict=True, reason=(
-            "service bug: no bound on reply size; a ~5 MB reply is parsed and relayed as 200 "
-            "(see the issue 5 report)"))),
+        "fault-huge-1",  # ~5 MB, over MAX_REPLY_BYTES: dropped unparsed, 502
     ])
     def test_invalid_reply_is_an_agent_error(self, broken_peer: BrokenPeerService,
                                              agent_id: str) -> None:
@@ -720,9 +718,6 @@ class TestChannelLostWhileConnectionStaysUp:
     (log, ``/ready``) and reopen, as it does when the whole connection drops.
     """
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "service bug: PikaTransport never notices a channel closed by the broker; the worker "
-        "answers 503 forever, silently, while /ready says 200 (see the issue 5 report)"))
     def test_channel_closed_by_broker_is_noticed_and_reopened(
             self, prefix: str, peers: Any,
             service_factory: Callable[..., ServiceProcess]) -> None:
@@ -746,10 +741,6 @@ class TestChannelLostWhileConnectionStaysUp:
                  what="the worker serving again on a new channel")
         assert pids_with(service, event="broker_disconnected"), "the loss was never logged"
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "service bug: PikaTransport ignores a consumer cancelled by the broker (results queue "
-        "deleted); replies on that queue are never consumed again: 504 forever, /ready 200 "
-        "(see the issue 5 report)"))
     def test_consumer_cancelled_by_broker_is_noticed_and_resumed(
             self, prefix: str, peers: Any,
             service_factory: Callable[..., ServiceProcess]) -> None:

@@ -22,6 +22,7 @@ from cluster_service.config import Settings
 
 from ..support.nginx import NGINX, SHIPPED_CONF, NginxProcess
 from ..support.peers import start_peers
+from ..support.rate_window import fresh_window
 from ..support.service import ServiceProcess
 
 pytestmark = [pytest.mark.nginx, pytest.mark.gunicorn, pytest.mark.rabbitmq]
@@ -98,6 +99,7 @@ def test_shipped_timeouts_and_limits_fit_the_service() -> None:
 
 def test_the_limiter_sees_the_real_client_through_nginx(stack: Any) -> None:
     peers, service, nginx = stack
+    fresh_window(4)  # the counted failures run within one limiter window
     # 127.0.0.2 guesses keys, writing a different X-Forwarded-For each time.
     auth_before = peers.counters["requests_auth"]
     for spoofed in SPOOFED[:3]:
@@ -135,6 +137,11 @@ def test_the_limiter_sees_the_real_client_through_nginx(stack: Any) -> None:
         ["rejected"] * 3 + ["blocked"] * 2
     for line in access + audit:
         assert line["client"] not in SPOOFED and line["client"] != "127.0.0.1"
+    # ... which is what nginx itself recorded as $remote_addr for those requests
+    passed = [line.split(" ", 1)[0] for line in
+              (nginx.dir / "logs" / "access.log").read_text().splitlines()
+              if "/agents/connected" in line or "/namespaces" in line]
+    assert passed == [line["client"] for line in access]
     assert nginx.proc is not None and nginx.proc.poll() is None
 
 

@@ -24,6 +24,7 @@ import requests
 from cluster_service.security import fingerprint
 
 from ..support.peers import start_peers
+from ..support.rate_window import fresh_window
 from ..support.service import ServiceProcess, queue_env, wait_for
 
 pytestmark = [pytest.mark.gunicorn, pytest.mark.rabbitmq]
@@ -84,10 +85,14 @@ def test_no_key_ever_leaves_the_service(tmp_path: Path, prefix: str,
             responses.append((name, response))
             return response
 
-        assert call("good").status_code == 200
+        fresh_window(8)  # the counted session runs within one limiter window
+        probe = f"probe{uuid.uuid4().hex}"  # positive control for the search below
+        assert call("good", f"/namespaces?agent_id=demo-agent-1&probe={probe}").status_code == 200
         assert call("good", "/agents/connected").status_code == 200
         assert call("good", "/namespaces?agent_id=bad%2Fagent").status_code == 400
-        assert call("error").status_code == 503
+        backend_error = call("error")
+        assert backend_error.status_code == 503
+        assert backend_error.headers["Retry-After"] == "5"
         assert call("bad").status_code == 401
         assert call("bad").status_code == 401  # negative cache
         assert call("inactive").status_code == 401
@@ -145,6 +150,8 @@ def test_no_key_ever_leaves_the_service(tmp_path: Path, prefix: str,
         for name, key in keys.items():
             needles |= {key.encode("utf-8"), key.encode("latin-1", "replace"),
                         token[name].encode()}
+        # the search does see what the service wrote: gunicorn's access log has the probe
+        assert any(probe.encode() in data for data in written.values())
         hits = [(path, needle) for path, data in written.items() for needle in needles
                 if needle in data]
         for name, response in responses:
