@@ -33,6 +33,11 @@ class Namespace:
     labels: dict[str, Any] = field(default_factory=dict)
     annotations: dict[str, Any] = field(default_factory=dict)
 
+    def as_json(self) -> dict[str, Any]:
+        """The HTTP body's shape; shallow, unlike ``dataclasses.asdict``'s deep copy."""
+        return {"name": self.name, "status": self.status, "created_at": self.created_at,
+                "labels": self.labels, "annotations": self.annotations}
+
 
 class ClusterOperations:
     """The two operations the HTTP API offers, over the RPC client."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from flask import Blueprint, Response, g, jsonify, request
 
 from ..schemas import NamespacesQuery, NamespacesResponse, load_query
@@ -26,7 +24,7 @@ def list_namespaces() -> Response:
         "success": True,
         "agent_id": query["agent_id"],
         "cluster_id": query["cluster_id"],
-        "namespaces": [asdict(ns) for ns in namespaces],
+        "namespaces": [ns.as_json() for ns in namespaces],
         "total_count": len(namespaces),
         "message": "Successfully retrieved namespaces from cluster",
         "timestamp": utc_timestamp(),
