@@ -13,6 +13,8 @@ import pytest
 
 from cluster_service.config import ConfigError, Settings, load_settings
 
+from .support.config_vars import variables_read_by_load_settings
+
 REPO = Path(__file__).resolve().parents[1]
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 
@@ -141,15 +143,7 @@ def test_each_field_is_read_from_its_upper_case_variable(name: str) -> None:
 
 
 def test_loader_reads_exactly_the_settings_variables() -> None:
-    read: set[str] = set()
-
-    class Recording(dict[str, str]):
-        def get(self, key: str, default: Any = None) -> Any:
-            read.add(key)
-            return super().get(key, default)
-
-    load_settings(Recording())
-    assert read == {name.upper() for name in FIELDS}
+    assert variables_read_by_load_settings() == {name.upper() for name in FIELDS}
 
 
 def test_blank_values_mean_the_default() -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import Any
 
 from dotenv import dotenv_values
 
 from cluster_service.config import Settings, load_settings
+
+from .support.config_vars import variables_read_by_load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / ".env.example"
@@ -30,19 +31,6 @@ def parse_example() -> dict[str, str]:
         assert key not in values, f".env.example:{number}: {key} appears twice"
         values[key] = value
     return values
-
-
-def variables_read_by_load_settings() -> set[str]:
-    """The names load_settings asks its environment for."""
-    read: set[str] = set()
-
-    class Recording(dict[str, str]):
-        def get(self, key: str, default: Any = None) -> Any:
-            read.add(key)
-            return super().get(key, default)
-
-    load_settings(Recording())
-    return read
 
 
 def test_every_settings_variable_is_documented() -> None:

@@ -149,21 +149,9 @@ def all_connected(service: ServiceProcess, pids: set[int]) -> bool:
                for pid in pids)
 
 
-def log_records(service: ServiceProcess) -> list[dict[str, Any]]:
-    """The service's JSON log lines (gunicorn's own lines are skipped)."""
-    records = []
-    for line in service.logs().splitlines():
-        if line.startswith("{"):
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                continue
-    return records
-
-
 def pids_with(service: ServiceProcess, **fields: Any) -> set[int]:
     """The worker pids that logged a record with all of ``fields``."""
-    return {record["pid"] for record in log_records(service)
+    return {record["pid"] for record in service.json_logs()
             if all(record.get(k) == v for k, v in fields.items())}
 
 

@@ -49,17 +49,6 @@ def request(nginx: NginxProcess, source: str, path: str, headers: dict[str, str]
         conn.close()
 
 
-def log_lines(service: ServiceProcess) -> list[dict[str, Any]]:
-    lines = []
-    for line in service.logs().splitlines():
-        if line.startswith("{"):
-            try:
-                lines.append(json.loads(line))
-            except ValueError:
-                continue
-    return lines
-
-
 @pytest.fixture
 def stack(tmp_path: Path, prefix: str,
           service_factory: Callable[..., ServiceProcess]) -> Iterator[Any]:
@@ -127,7 +116,7 @@ def test_the_limiter_sees_the_real_client_through_nginx(stack: Any) -> None:
     assert status == 200, body
 
     # The app's logs name exactly the addresses nginx passed ($remote_addr).
-    lines = log_lines(service)
+    lines = service.json_logs()
     access = [line for line in lines if line.get("event") == "access"
               and line.get("path", "").endswith(("/agents/connected", "/namespaces"))]
     audit = [line for line in lines if line.get("event") == "auth"]

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,17 +39,6 @@ def user(user_id: int) -> dict[str, Any]:
 
 def sha(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
-
-
-def json_lines(service: ServiceProcess) -> list[dict[str, Any]]:
-    out = []
-    for line in service.logs().splitlines():
-        if line.startswith("{"):
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-    return out
 
 
 @pytest.fixture
@@ -97,7 +85,7 @@ def test_exactly_the_limit_across_four_workers(
             assert int(following.headers["Retry-After"]) >= 1
             assert following.headers["X-RateLimit-Limit"] == str(limit)
             assert following.headers["X-RateLimit-Remaining"] == "0"
-            served_by = {line["pid"] for line in json_lines(service)
+            served_by = {line["pid"] for line in service.json_logs()
                          if line.get("event") == "access" and line.get("status") == 200
                          and line.get("key_fp") == sha(key)[:12]}
             if len(served_by) >= 2:
@@ -150,7 +138,7 @@ def test_redis_outage_falls_back_to_process_limits_and_recovers(
         assert statuses == [200] * 5 + [429] * 3, statuses
         assert service.get("/health").status_code == 200
 
-        lines = json_lines(service)
+        lines = service.json_logs()
         limiter_fallbacks = [x for x in lines if x.get("message") == FLASK_LIMITER_FALLBACK]
         guard_fallbacks = [x for x in lines if x.get("event") == "limiter_fallback"]
         assert len(limiter_fallbacks) == 1, limiter_fallbacks
@@ -161,11 +149,11 @@ def test_redis_outage_falls_back_to_process_limits_and_recovers(
         # Back on Redis within Flask-Limiter's back-off: new hits land in Redis again.
         wait_for(lambda: call("after") is not None and stored_for("after"), timeout=25,
                  interval=0.5, what="the limiter writing to Redis again")
-        lines = json_lines(service)
+        lines = service.json_logs()
         assert any(x.get("message") == "Rate limit storage recovered" for x in lines)
         assert len([x for x in lines if x.get("message") == FLASK_LIMITER_FALLBACK]) == 1
         wait_for(lambda: call("after") is not None and any(
-            x.get("event") == "limiter_recovered" for x in json_lines(service)),
+            x.get("event") == "limiter_recovered" for x in service.json_logs()),
             timeout=10, interval=0.5, what="the brute-force guard back on Redis")
         # never anything but served or limited, from start to end
         assert all(status in (200, 429) for status, _ in seen), seen

@@ -25,7 +25,7 @@ from cluster_service.security import fingerprint
 
 from ..support.peers import start_peers
 from ..support.rate_window import fresh_window
-from ..support.service import ServiceProcess, queue_env, wait_for
+from ..support.service import ServiceProcess, json_records, queue_env, wait_for
 
 pytestmark = [pytest.mark.gunicorn, pytest.mark.rabbitmq]
 
@@ -36,17 +36,6 @@ LEAK_MARKERS = ("Traceback", 'File "', "Error:", "Exception", ".py", "pika", "we
 def user(user_id: int, active: bool = True) -> dict[str, Any]:
     return {"id": user_id, "username": f"user{user_id}", "email": f"user{user_id}@example.com",
             "roles": "dev", "is_active": active}
-
-
-def json_lines(text: str) -> list[dict[str, Any]]:
-    out = []
-    for line in text.splitlines():
-        if line.startswith("{"):
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-    return out
 
 
 def test_no_key_ever_leaves_the_service(tmp_path: Path, prefix: str,
@@ -112,7 +101,7 @@ def test_no_key_ever_leaves_the_service(tmp_path: Path, prefix: str,
 
         # --- audit: one JSON line per authentication outcome ----------------------
         logs = service.logs()
-        lines = json_lines(logs)
+        lines = json_records(logs)
         audit = [line for line in lines if line.get("event") == "auth"]
         by_request = {line["request_id"]: line for line in audit}
         ids = {name: [r.headers.get("X-Request-ID") for n, r in responses if n == name]

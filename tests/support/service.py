@@ -5,6 +5,7 @@ Every wait polls with a deadline; every process is stopped at teardown.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -43,6 +44,18 @@ def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.0
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}"
                          + (f" (last error: {last_error!r})" if last_error else ""))
+
+
+def json_records(text: str) -> list[dict[str, Any]]:
+    """The JSON log lines of a log text; gunicorn's own plain-text lines are skipped."""
+    records = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+    return records
 
 
 def queue_env(prefix: str) -> dict[str, str]:
@@ -135,3 +148,7 @@ class ServiceProcess:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def json_logs(self) -> list[dict[str, Any]]:
+        """The service's JSON log lines, parsed."""
+        return json_records(self.logs())
