@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app
 
+from .audit import audit_auth
 from .auth import Authenticator, UserServiceClient
 from .auth_guard import AuthFailureGuard
 from .bulkhead import Bulkhead
@@ -44,7 +45,6 @@ def build_services(settings: Settings, observer: Observer,
                     connect_wait=settings.broker_connect_wait, inflight=inflight,
                     observer=observer, max_reply_bytes=settings.max_reply_bytes)
     fallback = UserServiceClient(settings) if settings.user_service_url else None
-    from .audit import audit_auth
     guard = AuthFailureGuard(settings)
     auth = Authenticator(settings, rpc, fallback, observer, audit_auth, guard)
     return Services(settings=settings, rpc=rpc, auth=auth,
