@@ -6,7 +6,8 @@ Why these choices:
   Defaults: ``WEB_CONCURRENCY=2`` workers x ``GUNICORN_THREADS=8`` threads, a
   fit for a pod with 1 CPU and 256-512 MB; raise workers with CPUs.
 * ``timeout`` and ``graceful_timeout`` exceed the longest request we can hold
-  (auth wait + ``WEBSOCKET_TIMEOUT``), so neither gunicorn's watchdog nor a
+  (``Settings.longest_request``: connect wait, slot waits, auth with its
+  fallback, ``WEBSOCKET_TIMEOUT``), so neither gunicorn's watchdog nor a
   rolling update cuts a request that is still within its own timeout.
 * no ``preload_app``: the app (and its broker connection) is created in each
   worker after fork; ``post_worker_init`` starts the connection, ``worker_exit``
@@ -43,9 +44,8 @@ bind = [f"{_host}:{_settings.port}"]
 worker_class = "gthread"
 workers = _settings.web_concurrency
 threads = _settings.gunicorn_threads
-_longest_request = _settings.auth_timeout + _settings.websocket_timeout
-timeout = int(_longest_request + 30)
-graceful_timeout = int(_longest_request + 5)
+timeout = int(_settings.longest_request + 30)
+graceful_timeout = int(_settings.longest_request + 5)
 keepalive = 5
 preload_app = False
 # gunicorn >= 25 opens a control socket under $HOME by default: it breaks a

@@ -144,7 +144,10 @@ class Authenticator:
         try:
             return self._authenticate(api_key if well_formed else None)
         except AuthenticationFailed:
-            if self._guard is not None:
+            # A request with no key at all is a misconfigured client, not a guess:
+            # counting it would turn its 401s into 429s and, behind a proxy with
+            # TRUSTED_PROXIES unset, lock out everyone sharing the proxy's address.
+            if self._guard is not None and api_key:
                 self._guard.record_failure(client)
             raise
 

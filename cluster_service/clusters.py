@@ -8,7 +8,6 @@ returned to the client.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +16,7 @@ from .auth import User
 from .bulkhead import KeyedBulkhead
 from .config import Settings
 from .exceptions import AgentNotConnected, AgentTimeout, Forbidden, RemoteError
-from .rpc.client import RpcClient
+from .rpc.client import RpcClient, loads_strict
 from .singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
@@ -132,7 +131,7 @@ def _raise_for_error(data: dict[str, Any], reply: dict[str, Any], agent_id: str)
 def _result_object(result: Any) -> dict[str, Any]:
     if isinstance(result, str):
         try:
-            result = json.loads(result)
+            result = loads_strict(result)
         except ValueError:
             raise RemoteError("result is not valid JSON") from None
     if not isinstance(result, dict):

@@ -87,6 +87,19 @@ class Settings:
     reply_exchange: str = "cluster_service.replies"
 
     @property
+    def longest_request(self) -> float:
+        """The longest a cluster request can legitimately take, in seconds.
+
+        First-connection wait, two slot waits (worker, agent), the auth round trip
+        and its HTTP fallback, then the agent's answer. gunicorn's ``timeout`` and
+        ``graceful_timeout`` must exceed it, or they would cut requests that are
+        still within their own timeouts.
+        """
+        return (self.broker_connect_wait + 2 * self.saturation_max_wait + self.auth_timeout
+                + (self.user_service_timeout if self.user_service_url else 0)
+                + self.websocket_timeout)
+
+    @property
     def saturation_max_wait(self) -> float:
         """The longest a call waits for an in-flight slot, even while slots turn over."""
         return 20 * self.saturation_wait

@@ -51,3 +51,6 @@ def configure_logging(settings: Settings) -> None:
     # our transport reports connection changes itself.
     logging.getLogger("pika").setLevel(logging.CRITICAL)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # Flask-Limiter logs each breach at INFO with the limiter key, the key's full
+    # SHA-256; our access line already records the 429 with the short fingerprint.
+    logging.getLogger("flask-limiter").setLevel(logging.WARNING)

@@ -75,12 +75,19 @@ class PrometheusObserver(Observer):
 _request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def observe_request(endpoint: str, method: str, status: int, seconds: float) -> None:
     """Count one HTTP request and its latency.
 
     The labelled children are cached: ``labels()`` takes a lock and builds a
-    key on every call, a measurable share of a /health request.
+    key on every call, a measurable share of a /health request. Any other
+    method is counted as ``OTHER``: gunicorn accepts any token as a method, and
+    a client must not be able to create label values (series) at will.
     """
+    if method not in _METHODS:
+        method = "OTHER"
     children = _request_children.get((endpoint, method, status))
     if children is None:
         children = (HTTP_REQUESTS.labels(endpoint, method, str(status)),

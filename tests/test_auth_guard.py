@@ -78,12 +78,14 @@ class TestFailuresPerClient:
         assert_blocked(get(client, bad_key()))
         assert transport.count(AUTH_QUEUE) == 10
 
-    def test_missing_and_malformed_keys_count_as_failures(
+    def test_malformed_keys_count_as_failures_missing_keys_do_not(
             self, make_app: Callable[..., Flask], transport: FakeTransport) -> None:
-        client = guarded(make_app, failures=3)
-        assert get(client, None).status_code == 401
-        assert get(client, "").status_code == 401
+        client = guarded(make_app, failures=2)
+        for _ in range(5):  # no key: a misconfigured client, always 401, never blocked
+            assert get(client, None).status_code == 401
+            assert get(client, "").status_code == 401
         assert get(client, "x" * 257).status_code == 401
+        assert get(client, "bad\tkey").status_code == 401
         assert_blocked(get(client, bad_key()))
         assert transport.count(AUTH_QUEUE) == 0
 
@@ -100,10 +102,10 @@ class TestFailuresPerClient:
                                         transport: FakeTransport) -> None:
         client = guarded(make_app, failures=2)
         for _ in range(2):
-            assert get(client, bad_key(), addr="192.0.2.10").status_code == 401
-        assert_blocked(get(client, bad_key(), addr="192.0.2.10"))
-        assert get(client, bad_key(), addr="192.0.2.11").status_code == 401
-        assert get(client, API_KEY, addr="192.0.2.11").status_code == 200
+            assert get(client, bad_key(), addr="127.0.2.10").status_code == 401
+        assert_blocked(get(client, bad_key(), addr="127.0.2.10"))
+        assert get(client, bad_key(), addr="127.0.2.11").status_code == 401
+        assert get(client, API_KEY, addr="127.0.2.11").status_code == 200
 
     def test_successes_do_not_count(self, make_app: Callable[..., Flask]) -> None:
         client = guarded(make_app, failures=2, AUTH_CACHE_TTL="0")
@@ -131,17 +133,17 @@ class TestClientAddress:
     def test_one_trusted_proxy_uses_the_hop_it_appended(
             self, make_app: Callable[..., Flask], transport: FakeTransport) -> None:
         client = guarded(make_app, failures=2, TRUSTED_PROXIES="1")
-        # The proxy (REMOTE_ADDR 10.0.0.1) appends the real client; whatever the
+        # The proxy (REMOTE_ADDR 127.0.10.1) appends the real client; whatever the
         # client wrote before it is ignored.
-        for spoofed in ("203.0.113.1", "203.0.113.2"):
-            response = get(client, bad_key(), addr="10.0.0.1",
-                           **{"X-Forwarded-For": f"{spoofed}, 192.0.2.50"})
+        for spoofed in ("127.0.113.1", "127.0.113.2"):
+            response = get(client, bad_key(), addr="127.0.10.1",
+                           **{"X-Forwarded-For": f"{spoofed}, 127.0.2.50"})
             assert response.status_code == 401
-        assert_blocked(get(client, bad_key(), addr="10.0.0.1",
-                           **{"X-Forwarded-For": "203.0.113.3, 192.0.2.50"}))
+        assert_blocked(get(client, bad_key(), addr="127.0.10.1",
+                           **{"X-Forwarded-For": "127.0.113.3, 127.0.2.50"}))
         # another real client behind the same proxy has its own count
-        assert get(client, bad_key(), addr="10.0.0.1",
-                   **{"X-Forwarded-For": "192.0.2.51"}).status_code == 401
+        assert get(client, bad_key(), addr="127.0.10.1",
+                   **{"X-Forwarded-For": "127.0.2.51"}).status_code == 401
 
 
 class TestNegativeCache:
@@ -180,11 +182,11 @@ class TestGuardStorage:
         guard = AuthFailureGuard(load_settings({"RATE_LIMIT_STORAGE_URI": dead,
                                                 "AUTH_FAILURES_PER_MINUTE": "2"}))
         with caplog.at_level(logging.INFO, logger="cluster_service.auth_guard"):
-            assert guard.retry_after("192.0.2.1") is None
-            guard.record_failure("192.0.2.1")
-            guard.record_failure("192.0.2.1")
-            retry = guard.retry_after("192.0.2.1")
-            assert guard.retry_after("192.0.2.2") is None
+            assert guard.retry_after("127.0.2.1") is None
+            guard.record_failure("127.0.2.1")
+            guard.record_failure("127.0.2.1")
+            retry = guard.retry_after("127.0.2.1")
+            assert guard.retry_after("127.0.2.2") is None
         assert retry is not None and 1 <= retry <= 61
         warnings = [r for r in caplog.records if getattr(r, "event", "") == "limiter_fallback"]
         assert len(warnings) == 1

@@ -162,8 +162,7 @@ class TestKubernetesManifests:
                                                tmp_path):
         gunicorn = gunicorn_values(deployed_env, tmp_path)
         settings = load_settings(deployed_env)
-        assert gunicorn["graceful_timeout"] == int(
-            settings.auth_timeout + settings.websocket_timeout + 5) == 45
+        assert gunicorn["graceful_timeout"] == int(settings.longest_request + 5)
         assert gunicorn["bind"] == ["0.0.0.0:8008"]
         command = container["lifecycle"]["preStop"]["exec"]["command"]
         assert command[0] == "sleep"

@@ -115,7 +115,7 @@ class TestPerKeyLimit:
         client = limited_app(make_app, limit=2, AUTH_FAILURES_PER_MINUTE="100")
         assert [get(client, AGENTS, key=None).status_code for _ in range(2)] == [401, 401]
         assert_rate_limited(get(client, AGENTS, key=None), limit=2)
-        other = client.get(AGENTS, environ_base={"REMOTE_ADDR": "192.0.2.9"})
+        other = client.get(AGENTS, environ_base={"REMOTE_ADDR": "127.0.2.9"})
         assert other.status_code == 401
 
     def test_disabled_means_no_limit_and_no_headers(self, make_app: Callable[..., Flask]) -> None:
@@ -179,8 +179,8 @@ class TestKeyNeverRaw:
         with app.test_request_context(AGENTS, headers={"X-API-Key": "s3cr3t-key"}):
             identity = api_key_identity()
         assert identity == "key:" + hashlib.sha256(b"s3cr3t-key").hexdigest()
-        with app.test_request_context(AGENTS, environ_base={"REMOTE_ADDR": "192.0.2.1"}):
-            assert api_key_identity() == "addr:192.0.2.1"
+        with app.test_request_context(AGENTS, environ_base={"REMOTE_ADDR": "127.0.2.1"}):
+            assert api_key_identity() == "addr:127.0.2.1"
 
     def test_storage_holds_only_the_fingerprint(self, make_app: Callable[..., Flask]) -> None:
         app = make_app(RATE_LIMIT_ENABLED="true", RATE_LIMIT_REQUESTS_PER_MINUTE="5")

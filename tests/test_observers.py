@@ -110,3 +110,13 @@ def test_composite_hands_every_event_to_each_observer_in_order():
 
 def test_empty_composite_is_a_no_op():
     CompositeObserver().rpc_finished("q", "ok", 0.1)
+
+
+def test_unknown_http_methods_share_one_label_value() -> None:
+    from cluster_service import metrics
+
+    before = len(metrics._request_children)
+    for method in ("FOOBAR", "BAZQUX", "ZZZZZZ"):
+        metrics.observe_request("unmatched", method, 405, 0.001)
+    assert len(metrics._request_children) <= before + 1
+    assert ("unmatched", "OTHER", 405) in metrics._request_children

@@ -405,3 +405,39 @@ class TestSaturation:
         with pytest.raises(RpcTimeout):
             h.client.call(OTHER_QUEUE, {}, 0.05)
         assert inflight.held == 0
+
+
+class TestHostileReplies:
+    """Replies built to break the parser: dropped or 502, never raised into the I/O thread."""
+
+    NESTED = b"[" * 100_000  # json.loads raises RecursionError, not ValueError
+
+    def test_deeply_nested_reply_on_a_fixed_queue_is_dropped_not_raised(
+            self, harness: Harness) -> None:
+        assert harness.transport.deliver(RESULTS, self.NESTED, None) is ReplyOutcome.DROPPED
+        assert harness.observer.dropped == {"unroutable": 1}
+
+    def test_deeply_nested_reply_to_a_waiting_call_is_an_agent_error(
+            self, harness: Harness) -> None:
+        harness.transport.responders[QUEUE] = silent
+        call = harness.call_in_thread()
+        request = harness.last_request()
+        harness.transport.deliver("reply.fake", self.NESTED, request.request_id)
+        assert isinstance(call.join().error, RemoteError)
+
+    @pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+    def test_non_json_constants_are_an_agent_error(self, harness: Harness,
+                                                   constant: bytes) -> None:
+        harness.transport.responders[QUEUE] = silent
+        call = harness.call_in_thread()
+        request = harness.last_request()
+        body = b'{"request_id": "%s", "x": %s}' % (request.request_id.encode(), constant)
+        harness.transport.deliver("reply.fake", body, request.request_id)
+        assert isinstance(call.join().error, RemoteError)
+
+
+def test_a_failure_after_the_reply_arrived_does_not_replace_it() -> None:
+    call = PendingCall("id", QUEUE)
+    call.resolve(b'{"ok": true}')
+    call.fail(BrokerUnavailable())  # e.g. the connection dropped before the waiter woke
+    assert call.wait(0.1) == b'{"ok": true}'

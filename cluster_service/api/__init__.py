@@ -19,6 +19,8 @@ def register_blueprints(app: Flask) -> None:
 
     @app.before_request
     def _refuse_bad_query() -> None:
+        if not request.query_string:  # probes carry none: skip the parse
+            return
         if len(request.query_string) > MAX_QUERY_STRING:
             raise InvalidRequest(f"query string: longer than {MAX_QUERY_STRING} bytes")
         try:

@@ -112,6 +112,8 @@ class PendingCall:
 
     def fail(self, error: RpcError) -> None:
         """Called when the reply can never come (connection lost, publish failed)."""
+        if self._event.is_set():  # a reply (or an earlier failure) already decided it
+            return
         self._error = error
         self._event.set()
 
@@ -260,8 +262,10 @@ class RpcClient:
             if call is not None:
                 call.fail(RemoteError("reply too large"))
             self._observer.reply_dropped("too_large")
-            log.warning("oversized reply dropped", extra={
-                "queue": source_queue, "reply_bytes": len(body), "matched": call is not None})
+            log.log(logging.WARNING if call is not None else logging.DEBUG,
+                    "oversized reply dropped",
+                    extra={"queue": source_queue, "reply_bytes": len(body),
+                           "matched": call is not None})
             return ReplyOutcome.DROPPED
         if call is None:
             request_id = _request_id_of(body)
@@ -302,10 +306,23 @@ class RpcClient:
             call.fail(error)
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads_strict(text: str | bytes) -> Any:
+    """``json.loads`` that refuses NaN/Infinity (they would make our own bodies invalid JSON)
+    and turns a too-deeply nested document (RecursionError) into ValueError."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def _request_id_of(body: bytes) -> str | None:
     """The body's ``request_id``, or None when the body is not a JSON object with one."""
     try:
-        data = json.loads(body)
+        data = loads_strict(body)
     except (ValueError, UnicodeDecodeError):
         return None
     request_id = data.get("request_id") if isinstance(data, dict) else None
@@ -315,7 +332,7 @@ def _request_id_of(body: bytes) -> str | None:
 def parse_reply(body: bytes) -> dict[str, Any]:
     """Decode a reply body; anything but a JSON object is the peer's fault (502)."""
     try:
-        data = json.loads(body)
+        data = loads_strict(body)
     except (ValueError, UnicodeDecodeError):
         raise RemoteError("reply is not valid JSON") from None
     if not isinstance(data, dict):

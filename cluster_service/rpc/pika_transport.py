@@ -225,6 +225,21 @@ class PikaTransport:
 
     # -- pika callbacks (I/O thread) ---------------------------------------
 
+    def _route(self, source: str, body: bytes, correlation_id: str | None,
+               rerouted: bool) -> ReplyOutcome:
+        """Hand a reply to the RPC logic. A reply that makes it fail is dropped, never
+        raised: raised here it would tear the connection down, and, unacked, come back
+        to poison the next consumer in every worker."""
+        # Set by start().
+        assert self._on_reply is not None  # nosec B101
+        try:
+            return self._on_reply(source, body, correlation_id, rerouted)
+        except Exception as error:
+            log.warning("reply could not be routed, dropped", extra={
+                "event": "reply_unroutable", "queue": source,
+                "error_type": type(error).__name__})
+            return ReplyOutcome.DROPPED
+
     def _on_consumer_cancelled(self, method_frame: Any) -> None:
         """Called by pika when the broker cancels one of our consumers."""
         self._cancelled = True
@@ -257,16 +272,12 @@ class PikaTransport:
         headers = properties.headers or {}
         rerouted = REROUTED_HEADER in headers
         source = str(headers.get(REROUTED_HEADER, self._reply_queue))
-        # Set by start().
-        assert self._on_reply is not None  # nosec B101
-        self._on_reply(source, body, properties.correlation_id, rerouted)
+        self._route(source, body, properties.correlation_id, rerouted)
 
     def _on_fixed_reply(self, queue: str, channel: BlockingChannel, method: Basic.Deliver,
                         properties: BasicProperties, body: bytes) -> None:
         """Called by pika for each message on a shared results queue; forwards others' replies."""
-        # Set by start().
-        assert self._on_reply is not None  # nosec B101
-        outcome = self._on_reply(queue, body, properties.correlation_id, False)
+        outcome = self._route(queue, body, properties.correlation_id, False)
         if outcome is ReplyOutcome.REROUTE:
             channel.basic_publish(
                 exchange=self._settings.reply_exchange, routing_key="", body=body,

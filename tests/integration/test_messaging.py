@@ -192,6 +192,25 @@ class TestLateAndDuplicateReplies:
         assert response.status_code == 200
         assert "team-demo-agent-4" in [ns["name"] for ns in response.json()["namespaces"]]
 
+    def test_a_poison_reply_on_a_fixed_queue_does_not_cost_the_connection(
+            self, shared: SimpleNamespace) -> None:
+        """A reply json.loads cannot even fail on cleanly (RecursionError) is dropped and acked,
+        not raised into the I/O thread, where it would drop the connection and, redelivered,
+        do the same to every worker in turn."""
+        service = shared.service
+        before = metric(service, "cluster_rpc_replies_dropped_total")
+        connection = broker()
+        try:
+            connection.channel().basic_publish(
+                "", service.env["AUTH_RESULT_QUEUE"], b"[" * 100_000,
+                pika.BasicProperties(delivery_mode=1))
+        finally:
+            connection.close()
+        wait_for(lambda: metric(service, "cluster_rpc_replies_dropped_total") > before, 10,
+                 interval=0.2, what="the poison reply to be dropped")
+        assert "broker connection lost" not in service.logs()
+        assert namespaces(service, "demo-agent-3").status_code == 200
+
     def test_duplicate_reply_is_harmless_and_counted(self, shared: SimpleNamespace) -> None:
         service = shared.service
         before = metric(service, "cluster_rpc_replies_dropped_total")
