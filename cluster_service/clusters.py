@@ -15,7 +15,8 @@ from typing import Any
 from .auth import User
 from .bulkhead import KeyedBulkhead
 from .config import Settings
-from .exceptions import AgentNotConnected, AgentTimeout, Forbidden, RemoteError
+from .exceptions import AgentNotConnected, AgentTimeout, Forbidden, RemoteError, Saturated
+from .observer import Observer
 from .rpc.client import RpcClient, loads_strict
 from .singleflight import SingleFlight
 
@@ -41,9 +42,11 @@ class Namespace:
 class ClusterOperations:
     """The two operations the HTTP API offers, over the RPC client."""
 
-    def __init__(self, settings: Settings, rpc: RpcClient) -> None:
+    def __init__(self, settings: Settings, rpc: RpcClient,
+                 observer: Observer | None = None) -> None:
         self._settings = settings
         self._rpc = rpc
+        self._observer = observer or Observer()
         self._per_agent = KeyedBulkhead(settings.max_inflight_per_agent,
                                         settings.saturation_wait, settings.saturation_max_wait)
         self._namespace_flights: SingleFlight[list[Namespace]] = SingleFlight()
@@ -70,7 +73,11 @@ class ClusterOperations:
             "cluster_config": {"cluster_id": cluster_id, "include_details": True},
             "user": {"id": user.id, "username": user.username},
         }
-        token = self._per_agent.acquire(agent_id)
+        try:
+            token = self._per_agent.acquire(agent_id)
+        except Saturated:
+            self._observer.saturated("agent")
+            raise
         try:
             reply = self._rpc.call(self._settings.namespace_request_queue, payload,
                                    self._settings.websocket_timeout)

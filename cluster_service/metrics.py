@@ -40,6 +40,9 @@ REPLIES_DROPPED = Counter("cluster_rpc_replies_dropped_total",
                           "Replies that matched no waiting request", ["reason"])
 REPLIES_REROUTED = Counter("cluster_rpc_replies_rerouted_total",
                            "Replies forwarded to the worker that owns them")
+SATURATED = Counter("cluster_saturated_total",
+                    "Cluster calls refused (503) because their slots were held by stuck calls",
+                    ["scope"])
 RPC_INFLIGHT = Gauge("cluster_rpc_inflight", "RPCs waiting for a reply",
                      multiprocess_mode="livesum")
 BROKER_CONNECTED = Gauge("cluster_broker_connected",
@@ -70,6 +73,9 @@ class PrometheusObserver(Observer):
 
     def auth_outcome(self, outcome: str) -> None:
         AUTH_OUTCOMES.labels(outcome).inc()
+
+    def saturated(self, scope: str) -> None:
+        SATURATED.labels(scope).inc()
 
 
 _request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}

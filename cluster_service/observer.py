@@ -29,5 +29,8 @@ class Observer:
     def broker_connected(self, connected: bool) -> None:
         """This worker's broker connection went up (True) or down (False)."""
 
+    def saturated(self, scope: str) -> None:
+        """A call was refused because its slots were held by stuck calls: worker or agent."""
+
     def auth_outcome(self, outcome: str) -> None:
         """An authentication ended: valid, rejected, cached, fallback, error."""

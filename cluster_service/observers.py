@@ -81,3 +81,7 @@ class CompositeObserver(Observer):
     def auth_outcome(self, outcome: str) -> None:
         for observer in self.observers:
             observer.auth_outcome(outcome)
+
+    def saturated(self, scope: str) -> None:
+        for observer in self.observers:
+            observer.saturated(scope)

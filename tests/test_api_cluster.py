@@ -218,3 +218,33 @@ class TestAgentErrors:
         body = assert_error(response, 400, "invalid_request")
         assert field in body["message"]
         assert transport.count(NS_QUEUE) == 0
+
+
+class TestWorkerBound:
+    """MAX_INFLIGHT_RPCS bounds requests, not only RPCs: followers of a hung flight count."""
+
+    def test_followers_of_a_hung_flight_fill_the_bound_then_calls_get_503(
+            self, make_app: Callable[..., Flask], transport: FakeTransport) -> None:
+        import threading
+        import time
+
+        from .support.service import wait_for
+
+        transport.responders["cluster_namespace_requests"] = silent
+        app = make_app(MAX_INFLIGHT_RPCS="2", SATURATION_WAIT="0.05", WEBSOCKET_TIMEOUT="3")
+        gate = app.extensions["cluster_service"].gate
+        client = app.test_client()
+        client.get(f"{BASE}/agents/connected", headers={"X-API-Key": API_KEY})  # warm auth
+        hung = [threading.Thread(target=get_namespaces, args=(app.test_client(), "agent-h"))
+                for _ in range(2)]  # identical: one leader, one follower
+        for thread in hung:
+            thread.start()
+        wait_for(lambda: gate.held == 2, 2, what="leader and follower admitted")
+        started = time.monotonic()
+        response = get_namespaces(client, "agent-other")
+        assert_error(response, 503, "service_unavailable")
+        assert response.headers["Retry-After"]
+        assert time.monotonic() - started < 1.5  # refused once the holders look stuck
+        for thread in hung:
+            thread.join(10)
+        assert gate.held == 0

@@ -16,14 +16,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def require_user(view: F) -> F:
-    """Authenticate the caller before the view runs; the user lands in ``g.user``."""
+    """Admit the call (bounded per worker), authenticate the caller, then run the view.
+
+    The user lands in ``g.user``.
+    """
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         key = request.headers.get(API_KEY_HEADER)
         if key:
             g.key_fp = fingerprint(key)
-        g.user = services().auth.authenticate(key, request.remote_addr)
-        return view(*args, **kwargs)
+        found = services()
+        with found.admitted():
+            g.user = found.auth.authenticate(key, request.remote_addr)
+            return view(*args, **kwargs)
 
     return cast(F, wrapper)

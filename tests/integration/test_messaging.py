@@ -251,10 +251,10 @@ def test_concurrent_requests_each_get_their_own_agents_namespaces(
         rerouted_before = metric(service, "cluster_rpc_replies_rerouted_total")
         with ThreadPoolExecutor(max_workers=32) as pool:
             errors = [e for e in pool.map(one, range(200)) if e is not None]
-        saturated_rpcs = metric(service, "cluster_rpc_duration_seconds_count",
-                                outcome="saturated")
-        assert errors == [], (f"{style}: {len(errors)} errors ({saturated_rpcs:g} saturated "
-                              f"in the worker bulkhead), first: {errors[:3]}")
+        worker = metric(service, "cluster_saturated_total", scope="worker")
+        agent = metric(service, "cluster_saturated_total", scope="agent")
+        assert errors == [], (f"{style}: {len(errors)} errors ({worker:g} refused by the worker "
+                              f"bound, {agent:g} by the agent bound), first: {errors[:3]}")
         rerouted = metric(service, "cluster_rpc_replies_rerouted_total") - rerouted_before
         if style == "results":
             # Four workers share the fixed queues: most replies land on a stranger first.
