@@ -31,6 +31,13 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
+class _DropLimiterBreaches(logging.Filter):
+    """Drops Flask-Limiter's "ratelimit … (key) exceeded at endpoint" lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("ratelimit ")
+
+
 def configure_logging(settings: Settings) -> None:
     """Install one JSON handler on the root logger (idempotent: replaces ours if present)."""
     root = logging.getLogger()
@@ -53,4 +60,7 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     # Flask-Limiter logs each breach at INFO with the limiter key, the key's full
     # SHA-256; our access line already records the 429 with the short fingerprint.
-    logging.getLogger("flask-limiter").setLevel(logging.WARNING)
+    # Its other lines (storage down, storage recovered) stay.
+    limiter_log = logging.getLogger("flask-limiter")
+    if not any(isinstance(f, _DropLimiterBreaches) for f in limiter_log.filters):
+        limiter_log.addFilter(_DropLimiterBreaches())
