@@ -32,7 +32,7 @@ if NGINX is None and not os.environ.get("CI"):
                 allow_module_level=True)
 
 BASE = "/api/v3.0/cluster"
-SPOOFED = ("203.0.113.7", "198.51.100.23", "10.9.8.7, 192.0.2.200", "127.0.0.9", "unknown")
+SPOOFED = ("127.0.113.7", "127.51.100.23", "127.9.8.7, 127.0.2.200", "127.0.0.9", "unknown")
 ENVELOPE = {"success", "error", "message", "request_id", "timestamp"}
 
 
