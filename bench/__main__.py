@@ -41,7 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, help="seconds of unmeasured warm-up "
                         "(default 2, smoke 1)")
     parser.add_argument("--repeat", type=int, default=1,
-                        help="measured windows per configuration; the median is reported")
+                        help="measured windows per configuration; the best is reported "
+                             "(see runner.ConfigRun._record)")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (all configs)")
     parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker")
