@@ -13,9 +13,9 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import access_log, errors, limiter, metrics, request_id
-from .observers import CompositeObserver, LoggingObserver
-from .api import register_blueprints
+from .api import agents, namespaces, register_blueprints
 from .config import Settings, load_settings
+from .observers import CompositeObserver, LoggingObserver
 from .rpc.client import Transport
 from .services import build_services, init_app as init_services
 
@@ -47,7 +47,5 @@ def create_app(test_config: Mapping[str, str] | Settings | None = None,
     access_log.init_app(app, settings.metrics_enabled)
     errors.init_app(app)
     register_blueprints(app)
-    from .api import agents, namespaces
-
     limiter.init_app(app, settings, [namespaces.bp, agents.bp])
     return app
