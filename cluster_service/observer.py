@@ -15,7 +15,7 @@ class Observer:
         """A request message was handed to the broker connection."""
 
     def rpc_finished(self, queue: str, outcome: str, seconds: float) -> None:
-        """An RPC ended: outcome is ok, timeout, error, broker_unavailable or saturated."""
+        """An RPC ended: outcome is ok, timeout, error or broker_unavailable."""
 
     def rpc_inflight(self, delta: int) -> None:
         """The number of RPCs waiting for a reply in this worker changed by ``delta``."""

@@ -248,3 +248,16 @@ class TestWorkerBound:
         for thread in hung:
             thread.join(10)
         assert gate.held == 0
+
+    def test_the_slot_is_released_after_every_outcome(
+            self, make_app: Callable[..., Flask], transport: FakeTransport) -> None:
+        transport.responders["cluster_namespace_requests"] = silent
+        app = make_app(WEBSOCKET_TIMEOUT="0.2")
+        gate = app.extensions["cluster_service"].gate
+        client = app.test_client()
+        assert client.get(f"{BASE}/agents/connected",
+                          headers={"X-API-Key": API_KEY}).status_code == 200
+        assert_error(get_namespaces(client, "agent-silent"), 504, "agent_timeout")
+        assert client.get(f"{BASE}/agents/connected",
+                          headers={"X-API-Key": "wrong"}).status_code == 401
+        assert gate.held == 0

@@ -12,9 +12,8 @@ from typing import Any, Callable
 
 import pytest
 
-from cluster_service.bulkhead import Bulkhead
 from cluster_service.context import request_id_var
-from cluster_service.exceptions import BrokerUnavailable, RemoteError, RpcTimeout, Saturated
+from cluster_service.exceptions import BrokerUnavailable, RemoteError, RpcTimeout
 from cluster_service.rpc.client import (REROUTE, OutgoingRequest, PendingCall, ReplyOutcome,
                                         RpcClient)
 
@@ -42,12 +41,12 @@ def reply_bytes(request_id: str, **fields: Any) -> bytes:
 class Harness:
     """An RpcClient over a FakeTransport with a recording observer."""
 
-    def __init__(self, transport: FakeTransport | None = None, connect_wait: float = 2.0,
-                 inflight: Bulkhead | None = None) -> None:
+    def __init__(self, transport: FakeTransport | None = None,
+                 connect_wait: float = 2.0) -> None:
         self.transport = transport or FakeTransport()
         self.observer = RecordingObserver()
         self.client = RpcClient(self.transport, fixed_queues=(RESULTS,),
-                                connect_wait=connect_wait, inflight=inflight,
+                                connect_wait=connect_wait,
                                 observer=self.observer)
 
     def call_in_thread(self, queue: str = QUEUE, timeout: float = 5.0,
@@ -381,30 +380,6 @@ class TestLifecycle:
         assert isinstance(call.join().error, BrokerUnavailable)
         assert harness.transport.closed
         assert harness.client.pending_count == 0
-
-
-class TestSaturation:
-    def test_stuck_rpcs_make_the_next_call_saturated(self) -> None:
-        h = Harness(inflight=Bulkhead(1, 0.05, 1.0))
-        h.transport.responders[QUEUE] = silent
-        stuck = h.call_in_thread(timeout=10)
-        h.wait_pending(1)
-        with pytest.raises(Saturated):
-            h.client.call(QUEUE, {}, 5)
-        assert h.observer.outcomes[(QUEUE, "saturated")] == 1
-        h.transport.set_connected(False)
-        assert isinstance(stuck.join().error, BrokerUnavailable)
-        assert h.client.pending_count == 0
-
-    def test_inflight_slot_is_released_after_every_outcome(self) -> None:
-        inflight = Bulkhead(2, 0.05, 1.0)
-        h = Harness(inflight=inflight)
-        h.transport.responders[QUEUE] = echo
-        h.transport.responders[OTHER_QUEUE] = silent
-        h.client.call(QUEUE, {}, 1)
-        with pytest.raises(RpcTimeout):
-            h.client.call(OTHER_QUEUE, {}, 0.05)
-        assert inflight.held == 0
 
 
 class TestHostileReplies:

@@ -46,9 +46,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
-from ..bulkhead import Bulkhead
 from ..context import current_request_id
-from ..exceptions import BrokerUnavailable, RemoteError, RpcError, RpcTimeout, Saturated
+from ..exceptions import BrokerUnavailable, RemoteError, RpcError, RpcTimeout
 from ..observer import Observer
 
 log = logging.getLogger(__name__)
@@ -132,12 +131,11 @@ class RpcClient:
     """Request/reply over a :class:`Transport`; safe to call from many threads."""
 
     def __init__(self, transport: Transport, *, fixed_queues: tuple[str, ...] = (),
-                 connect_wait: float = 5.0, inflight: Bulkhead | None = None,
+                 connect_wait: float = 5.0,
                  observer: Observer | None = None, max_reply_bytes: int = 1024 * 1024) -> None:
         self._transport = transport
         self._fixed_queues = frozenset(fixed_queues)
         self._connect_wait = connect_wait
-        self._inflight = inflight
         self._observer = observer or Observer()
         self._max_reply_bytes = max_reply_bytes
         self._lock = threading.Lock()
@@ -184,8 +182,9 @@ class RpcClient:
         """Publish ``payload`` to ``queue`` and return the reply body as a dict.
 
         ``request_id`` and ``timestamp`` are added to the payload. Raises
-        BrokerUnavailable, Saturated, RpcTimeout, or RemoteError (reply not a
-        JSON object).
+        BrokerUnavailable, RpcTimeout, or RemoteError (reply not a JSON object).
+        Concurrency is bounded above this layer (``Services.admitted``, per agent
+        in ``clusters.py``), where a waiting request is known, not just an RPC.
         """
         started = time.monotonic()
         outcome = "error"
@@ -200,9 +199,6 @@ class RpcClient:
         except BrokerUnavailable:
             outcome = "broker_unavailable"
             raise
-        except Saturated:
-            outcome = "saturated"
-            raise
         finally:
             self._observer.rpc_finished(queue, outcome, time.monotonic() - started)
 
@@ -213,13 +209,7 @@ class RpcClient:
             self._first_attempt_done.wait(self._connect_wait)
         if not self._connected:
             raise BrokerUnavailable()
-        if self._inflight is None:
-            return self._exchange(queue, payload, timeout)
-        token = self._inflight.acquire()
-        try:
-            return self._exchange(queue, payload, timeout)
-        finally:
-            self._inflight.release(token)
+        return self._exchange(queue, payload, timeout)
 
     def _exchange(self, queue: str, payload: dict[str, Any], timeout: float) -> bytes:
         request_id = str(uuid.uuid4())
