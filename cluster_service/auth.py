@@ -119,10 +119,11 @@ class Authenticator:
         self._rejected: TtlCache[bool] = TtlCache(settings.auth_negative_cache_ttl)
         self._flights: SingleFlight[User] = SingleFlight()
         self._guard = guard
-        # Followers wait as long as the leader may: first-connection wait, slot
-        # wait, the broker round trip, then the HTTP fallback.
-        self._flight_timeout = (settings.broker_connect_wait + settings.saturation_max_wait
-                                + settings.auth_timeout + settings.user_service_timeout + 1)
+        # Followers wait as long as the leader may: first-connection wait, the
+        # broker round trip, then the HTTP fallback. (The per-worker slot is taken
+        # before authentication, outside the flight.)
+        self._flight_timeout = (settings.broker_connect_wait + settings.auth_timeout
+                                + settings.user_service_timeout + 1)
 
     def authenticate(self, api_key: str | None, client: str | None = None) -> User:
         """The user behind ``api_key``.
@@ -130,9 +131,9 @@ class Authenticator:
         Raises AuthenticationFailed, TooManyAuthFailures (for ``client``, the
         caller's address) or AuthBackendUnavailable.
         """
-        well_formed = api_key is not None and is_well_formed_api_key(api_key)
-        if well_formed:
-            user = self._valid.get(cache_key(api_key))  # type: ignore[arg-type]
+        key = cache_key(api_key) if api_key and is_well_formed_api_key(api_key) else None
+        if key is not None:
+            user = self._valid.get(key)
             if user is not None:
                 self._observer.auth_outcome("cached")
                 return user
@@ -142,7 +143,7 @@ class Authenticator:
                 self._audit("blocked", fingerprint(api_key) if api_key else "-", None)
                 raise TooManyAuthFailures(retry_after)
         try:
-            return self._authenticate(api_key if well_formed else None)
+            return self._authenticate(api_key, key)
         except AuthenticationFailed:
             # A request with no key at all is a misconfigured client, not a guess:
             # counting it would turn its 401s into 429s and, behind a proxy with
@@ -151,12 +152,12 @@ class Authenticator:
                 self._guard.record_failure(client)
             raise
 
-    def _authenticate(self, api_key: str | None) -> User:
-        if api_key is None:
+    def _authenticate(self, api_key: str | None, key: str | None) -> User:
+        """``key`` is the cache key of a well-formed ``api_key``, None for any other."""
+        if api_key is None or key is None:
             self._observer.auth_outcome("rejected")
             self._audit("malformed", "-", None)
             raise AuthenticationFailed()
-        key = cache_key(api_key)
         if self._rejected.get(key):
             self._observer.auth_outcome("rejected")
             self._audit("rejected_cached", fingerprint(api_key), None)

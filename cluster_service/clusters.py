@@ -50,11 +50,12 @@ class ClusterOperations:
         self._per_agent = KeyedBulkhead(settings.max_inflight_per_agent,
                                         settings.saturation_wait, settings.saturation_max_wait)
         self._namespace_flights: SingleFlight[list[Namespace]] = SingleFlight()
-        # Followers wait as long as the leader may: both bulkheads' longest wait, the
-        # first-connection wait and the RPC timeout; else a follower could get 504 while
-        # the leader still gets its answer.
+        # Followers wait as long as the leader may: the per-agent slot's longest wait,
+        # the first-connection wait and the RPC timeout; else a follower could get 504
+        # while the leader still gets its answer. (The per-worker slot is taken before,
+        # outside the flight.)
         self._flight_timeout = (settings.websocket_timeout + settings.broker_connect_wait
-                                + 2 * settings.saturation_max_wait + 1)
+                                + settings.saturation_max_wait + 1)
 
     def list_namespaces(self, user: User, agent_id: str, cluster_id: int | None) -> list[Namespace]:
         """Namespaces of the agent's cluster. Identical concurrent requests share one RPC."""
