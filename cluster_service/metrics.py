@@ -48,6 +48,11 @@ RPC_INFLIGHT = Gauge("cluster_rpc_inflight", "RPCs waiting for a reply",
 BROKER_CONNECTED = Gauge("cluster_broker_connected",
                          "1 when this worker's broker connection is up",
                          multiprocess_mode="liveall")
+# Set from each successful list-agents reply, never polled: the pod's answer is the
+# most recent reply any live worker saw (0 until the first one).
+AGENTS_CONNECTED = Gauge("cluster_agents_connected",
+                         "Agents connected, as of the last successful list-agents reply",
+                         multiprocess_mode="livemostrecent")
 
 
 class PrometheusObserver(Observer):
@@ -76,6 +81,9 @@ class PrometheusObserver(Observer):
 
     def saturated(self, scope: str) -> None:
         SATURATED.labels(scope).inc()
+
+    def agents_connected(self, count: int) -> None:
+        AGENTS_CONNECTED.set(count)
 
 
 _request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}

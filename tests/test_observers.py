@@ -35,6 +35,9 @@ class Recorder(Observer):
     def broker_connected(self, connected: bool) -> None:
         self.events.append(("connected", connected))
 
+    def broker_closing(self) -> None:
+        self.events.append(("closing",))
+
     def auth_outcome(self, outcome: str) -> None:
         self.events.append(("auth", outcome))
 
@@ -81,6 +84,15 @@ def test_broker_connection_is_logged_only_when_it_changes(caplog):
     assert all(r.event == "broker_state" for r in caplog.records)
 
 
+def test_a_close_at_shutdown_is_not_logged_as_a_lost_connection(caplog):
+    caplog.set_level(logging.DEBUG, LOGGER)
+    observer = LoggingObserver()
+    observer.broker_connected(True)
+    observer.broker_closing()
+    observer.broker_connected(False)
+    assert [(r.levelno, r.connected) for r in caplog.records] == [(logging.INFO, True)]
+
+
 def test_other_events_are_not_logged(caplog):
     caplog.set_level(logging.DEBUG, LOGGER)
     observer = LoggingObserver()
@@ -101,9 +113,11 @@ def test_composite_hands_every_event_to_each_observer_in_order():
     composite.reply_dropped("not_owner")
     composite.reply_rerouted()
     composite.broker_connected(True)
+    composite.broker_closing()
     composite.auth_outcome("cached")
     expected = [("published", "q"), ("finished", "q", "ok", 0.5), ("inflight", -1),
-                ("dropped", "not_owner"), ("rerouted",), ("connected", True), ("auth", "cached")]
+                ("dropped", "not_owner"), ("rerouted",), ("connected", True), ("closing",),
+                ("auth", "cached")]
     assert first.events == expected
     assert second.events == expected
 

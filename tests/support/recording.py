@@ -20,6 +20,8 @@ class RecordingObserver(Observer):
         self.rerouted = 0
         self.inflight = 0
         self.connected: list[bool] = []
+        self.closing = 0
+        self.agents: list[int] = []
 
     def rpc_published(self, queue: str) -> None:
         with self._lock:
@@ -48,3 +50,11 @@ class RecordingObserver(Observer):
     def auth_outcome(self, outcome: str) -> None:
         with self._lock:
             self.auth[outcome] += 1
+
+    def broker_closing(self) -> None:
+        with self._lock:
+            self.closing += 1
+
+    def agents_connected(self, count: int) -> None:
+        with self._lock:
+            self.agents.append(count)
