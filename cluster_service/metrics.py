@@ -54,6 +54,16 @@ AGENTS_CONNECTED = Gauge("cluster_agents_connected",
                          "Agents connected, as of the last successful list-agents reply",
                          multiprocess_mode="livemostrecent")
 
+# Every known label value exists from the start, at 0: a rate over a series that
+# appears only with its first event is empty rather than 0, so a dashboard panel or
+# an alert would show "no data" exactly when things are fine.
+for _outcome in ("valid", "cached", "fallback", "rejected", "error"):
+    AUTH_OUTCOMES.labels(_outcome)
+for _reason in ("unknown", "not_owner", "unroutable", "duplicate", "too_large"):
+    REPLIES_DROPPED.labels(_reason)
+for _scope in ("worker", "agent"):
+    SATURATED.labels(_scope)
+
 
 class PrometheusObserver(Observer):
     """Feeds the RPC and auth events into the metrics above."""

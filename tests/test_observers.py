@@ -134,3 +134,15 @@ def test_unknown_http_methods_share_one_label_value() -> None:
         metrics.observe_request("unmatched", method, 405, 0.001)
     assert len(metrics._request_children) <= before + 1
     assert ("unmatched", "OTHER", 405) in metrics._request_children
+
+
+def test_known_label_values_are_exported_before_their_first_event() -> None:
+    """A series born with its first event makes rate() empty; these exist at 0 from the start."""
+    from prometheus_client import generate_latest
+
+    text = generate_latest().decode()
+    for sample in ('cluster_saturated_total{scope="worker"}',
+                   'cluster_saturated_total{scope="agent"}',
+                   'cluster_auth_outcomes_total{outcome="error"}',
+                   'cluster_rpc_replies_dropped_total{reason="unknown"}'):
+        assert sample in text, sample
