@@ -14,7 +14,9 @@ evaluate without error, and the cut must have put the broker alert in pending.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess  # nosec B404 - runs the shipped local Prometheus script
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -24,8 +26,9 @@ import requests
 
 from ..support.peers import start_peers
 from ..support.prometheus_server import PrometheusProcess
-from ..support.service import ServiceProcess, wait_for
+from ..support.service import ServiceProcess, free_port, wait_for
 from ..support.tcp_proxy import TcpProxy
+from ..support.tools import require_tool
 
 pytestmark = [pytest.mark.gunicorn, pytest.mark.rabbitmq, pytest.mark.timeout(240)]
 
@@ -246,3 +249,33 @@ def test_every_alert_rule_evaluates_against_the_real_metrics(
     # A healthy service raises nothing, once scraped (before the first scrape there is
     # no pod at all: ClusterServiceNoReadyPods may be pending for an evaluation or two).
     wait_for(lambda: alert_states(prometheus) == {}, 15, 0.5, what="no alert pending")
+
+
+def test_the_local_script_runs_the_shipped_config(tmp_path: Path) -> None:
+    """deploy/prometheus/run-local.sh: the one command docs/observability.md gives."""
+    require_tool("prometheus")
+    port = free_port()
+    log = open(tmp_path / "run-local.log", "wb")
+    proc = subprocess.Popen(  # nosec B603 - our own script
+        [str(REPO / "deploy" / "prometheus" / "run-local.sh")], stdout=log,
+        stderr=subprocess.STDOUT,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+             "PROMETHEUS_LISTEN": f"127.0.0.1:{port}", "PROMETHEUS_DATA": str(tmp_path / "data")})
+    log.close()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: requests.get(f"{url}/-/ready", timeout=2).status_code == 200, 30, 0.2,
+                 what="the script's prometheus ready")
+        (target,) = wait_for(lambda: requests.get(f"{url}/api/v1/targets", timeout=10)
+                             .json()["data"]["activeTargets"], 30, 0.2, what="a target")
+        assert target["labels"]["job"] == "cluster-service"
+        assert target["scrapeUrl"] == "http://127.0.0.1:8008/api/v3.0/cluster/metrics"
+        groups = requests.get(f"{url}/api/v1/rules", timeout=10).json()["data"]["groups"]
+        assert sum(len(group["rules"]) for group in groups) > 0, "alert rules not loaded"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
