@@ -26,7 +26,7 @@ import requests
 
 from ..support.peers import start_peers
 from ..support.prometheus_server import PrometheusProcess
-from ..support.service import ServiceProcess, free_port, wait_for
+from ..support.service import ServiceProcess, free_port, terminate, wait_for
 from ..support.tcp_proxy import TcpProxy
 from ..support.tools import require_tool
 
@@ -273,9 +273,4 @@ def test_the_local_script_runs_the_shipped_config(tmp_path: Path) -> None:
         groups = requests.get(f"{url}/api/v1/rules", timeout=10).json()["data"]["groups"]
         assert sum(len(group["rules"]) for group in groups) > 0, "alert rules not loaded"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        terminate(proc, 15)

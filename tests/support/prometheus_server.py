@@ -16,7 +16,7 @@ from typing import Any
 import requests
 import yaml
 
-from .service import free_port, wait_for
+from .service import free_port, terminate, wait_for
 from .tools import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
@@ -95,14 +95,8 @@ class PrometheusProcess:
 
     def stop(self, timeout: float = 15.0) -> None:
         self.session.close()
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        if self.proc is not None:
+            terminate(self.proc, timeout)
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
