@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import report
+from bench import report, slow_agents
 from bench.broker import BrokerEnv, RunNames, check_broker, delete_all
 from bench.configs import BY_NAME, CONFIGS
 from bench.load import choose_generator
@@ -33,6 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true",
                         help="CI mode: short runs (3 s), targets reported only")
+    parser.add_argument("--scenario", choices=("configs", "slow-agents"), default="configs",
+                        help="configs: the hot-path comparison (default); slow-agents: "
+                             "agents that answer in 0.2-1 s or never (bench/slow_agents.py)")
     parser.add_argument("--only", default="",
                         help="comma-separated configurations (default: all): "
                              + ",".join(c.name for c in CONFIGS))
@@ -81,6 +84,8 @@ def _raise_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    if args.scenario == "slow-agents":
+        return slow_agents.main(args.smoke, args.duration, args.warmup, RESULTS, _log)
     selected = [c for c in CONFIGS if not args.only or c.name in args.only.split(",")]
     options = Options(
         workers=args.workers, threads=args.threads, connections=args.connections,

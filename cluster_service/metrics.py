@@ -41,8 +41,14 @@ REPLIES_DROPPED = Counter("cluster_rpc_replies_dropped_total",
 REPLIES_REROUTED = Counter("cluster_rpc_replies_rerouted_total",
                            "Replies forwarded to the worker that owns them")
 SATURATED = Counter("cluster_saturated_total",
-                    "Cluster calls refused (503) because their slots were held by stuck calls",
-                    ["scope"])
+                    "Cluster calls refused (503): no thread, RPC or agent slot in time, "
+                    "or the agent's breaker open", ["scope"])
+BREAKER_OPEN = Gauge("cluster_agent_breaker_open",
+                     "Agents whose circuit breaker is open or half-open, in this worker",
+                     multiprocess_mode="livesum")
+BREAKER_TRANSITIONS = Counter("cluster_agent_breaker_transitions_total",
+                              "Agent circuit breaker state changes, by the state entered",
+                              ["state"])
 RPC_INFLIGHT = Gauge("cluster_rpc_inflight", "RPCs waiting for a reply",
                      multiprocess_mode="livesum")
 BROKER_CONNECTED = Gauge("cluster_broker_connected",
@@ -61,8 +67,10 @@ for _outcome in ("valid", "cached", "fallback", "rejected", "error"):
     AUTH_OUTCOMES.labels(_outcome)
 for _reason in ("unknown", "not_owner", "unroutable", "duplicate", "too_large"):
     REPLIES_DROPPED.labels(_reason)
-for _scope in ("worker", "agent"):
+for _scope in ("rpc", "agent", "breaker"):
     SATURATED.labels(_scope)
+for _state in ("open", "half_open", "closed"):
+    BREAKER_TRANSITIONS.labels(_state)
 
 
 class PrometheusObserver(Observer):
@@ -94,6 +102,11 @@ class PrometheusObserver(Observer):
 
     def agents_connected(self, count: int) -> None:
         AGENTS_CONNECTED.set(count)
+
+    def breaker_changed(self, agent_id: str, state: str, open_count: int) -> None:
+        # No agent_id label: clients choose agent ids, and must not create series at will.
+        BREAKER_TRANSITIONS.labels(state).inc()
+        BREAKER_OPEN.set(open_count)
 
 
 _request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}

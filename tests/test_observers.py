@@ -141,8 +141,10 @@ def test_known_label_values_are_exported_before_their_first_event() -> None:
     from prometheus_client import generate_latest
 
     text = generate_latest().decode()
-    for sample in ('cluster_saturated_total{scope="worker"}',
+    for sample in ('cluster_saturated_total{scope="rpc"}',
                    'cluster_saturated_total{scope="agent"}',
+                   'cluster_saturated_total{scope="breaker"}',
+                   'cluster_agent_breaker_transitions_total{state="open"}',
                    'cluster_auth_outcomes_total{outcome="error"}',
                    'cluster_rpc_replies_dropped_total{reason="unknown"}'):
         assert sample in text, sample

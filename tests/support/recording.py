@@ -23,6 +23,9 @@ class RecordingObserver(Observer):
         self.closing = 0
         self.agents: list[int] = []
 
+        self.saturations: Counter[str] = Counter()
+        self.breaker_changes: list[tuple[str, str, int]] = []
+
     def rpc_published(self, queue: str) -> None:
         with self._lock:
             self.published[queue] += 1
@@ -58,3 +61,11 @@ class RecordingObserver(Observer):
     def agents_connected(self, count: int) -> None:
         with self._lock:
             self.agents.append(count)
+
+    def saturated(self, scope: str) -> None:
+        with self._lock:
+            self.saturations[scope] += 1
+
+    def breaker_changed(self, agent_id: str, state: str, open_count: int) -> None:
+        with self._lock:
+            self.breaker_changes.append((agent_id, state, open_count))
