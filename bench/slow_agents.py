@@ -10,8 +10,8 @@ in the same run. Per row: req/s, its share of the ideal C / latency (Little's
 law), p50, p99, statuses, RSS per worker. During the C = 256 rows a client
 polls ``/health`` (a new connection per probe, as a kubelet does).
 
-The ``hung-agents`` row: 200 clients ask agents that never answer (and wait 1 s
-after a 503, a client in a hurry despite ``Retry-After``), while 16 clients use
+The ``hung-agents`` row: 200 clients ask agents that never answer (and wait about
+1 s, jittered, after a 503: clients in a hurry despite ``Retry-After``), while 16 clients use
 healthy 0.2 s agents and one polls ``/health``. The row sets WEBSOCKET_TIMEOUT=5
 so that the first timeouts (which open the breakers) fall inside the row.
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import random
 import socket
 import sys
 import threading
@@ -113,7 +114,9 @@ def run_clients(count: int, port: int, paths: Callable[[int, int], str], stop: t
             if window is None or window[0] <= ended <= window[1]:
                 tally.add(status, ended - started)
             if status == 503 and pause_after_503:
-                stop.wait(pause_after_503)
+                # Jittered, as retry policies are: clients that all got their 504 at the
+                # same moment would otherwise come back in lock step, every second.
+                stop.wait(random.uniform(0.5, 1.5) * pause_after_503)  # nosec B311
         if conn is not None:
             conn.close()
 
