@@ -41,7 +41,9 @@ except ConfigError as _error:
 
 _host = f"[{_settings.host}]" if ":" in _settings.host else _settings.host
 bind = [f"{_host}:{_settings.port}"]
-worker_class = "gthread"
+# gthread with a deadline for each connection's TLS handshake and request headers
+# (HEADER_READ_TIMEOUT): idle half-requests cost no thread (cluster_service/gunicorn_worker.py).
+worker_class = "cluster_service.gunicorn_worker.HeaderTimeoutWorker"
 workers = _settings.web_concurrency
 threads = _settings.gunicorn_threads
 timeout = int(_settings.longest_request + 30)
