@@ -144,7 +144,7 @@ class TestRetryAfter:
 
     def test_the_brute_force_429_keeps_the_guards_retry_after(
             self, make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(AuthFailureGuard, "retry_after", lambda self, client: 17)
+        monkeypatch.setattr(AuthFailureGuard, "admit", lambda self, client: 17)
         client = limited_app(make_app, limit=5)
         response = get(client, AGENTS, key="any-key")
         assert response.status_code == 429
