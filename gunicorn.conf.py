@@ -80,7 +80,9 @@ if _settings.metrics_enabled:
 
 
 def on_starting(server: Any) -> None:
-    """Wipe the metrics of a previous run before the first worker starts."""
+    """Warn about risky settings; wipe the metrics of a previous run before the first worker."""
+    for warning in _settings.startup_warnings():
+        server.log.warning("cluster_service: %s", warning)
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path:
         shutil.rmtree(path, ignore_errors=True)

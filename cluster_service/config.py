@@ -113,6 +113,19 @@ class Settings:
         """The fixed results queues the legacy peers answer on."""
         return (self.auth_result_queue, self.namespace_result_queue, self.agents_result_queue)
 
+    def startup_warnings(self) -> list[str]:
+        """Settings that work but are probably not what production wants; logged at start."""
+        warnings = []
+        if (self.rate_limit_enabled and self.rate_limit_storage_uri.startswith("memory://")
+                and self.web_concurrency > 1):
+            warnings.append(
+                f"RATE_LIMIT_STORAGE_URI=memory:// with WEB_CONCURRENCY={self.web_concurrency}: "
+                "every worker counts alone, so a key gets up to "
+                f"{self.web_concurrency} x RATE_LIMIT_REQUESTS_PER_MINUTE and a client "
+                f"{self.web_concurrency} x AUTH_FAILURES_PER_MINUTE per replica; "
+                "use a redis:// URI to share the limits")
+        return warnings
+
     def replace(self, **changes: Any) -> "Settings":
         """A copy with some fields changed (tests use it instead of the environment)."""
         return dataclasses.replace(self, **changes)

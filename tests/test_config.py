@@ -281,6 +281,42 @@ def test_retired_trusted_proxies_names_its_replacement() -> None:
         load_settings({"TRUSTED_PROXIES": "0"})
 
 
+@pytest.mark.parametrize("env, warned", [
+    ({}, True),  # memory:// and 2 workers by default
+    ({"WEB_CONCURRENCY": "1"}, False),
+    ({"RATE_LIMIT_STORAGE_URI": "redis://127.0.0.1:6379/0"}, False),
+    ({"RATE_LIMIT_ENABLED": "false"}, False),
+])
+def test_memory_storage_with_several_workers_is_warned_about(
+        env: dict[str, str], warned: bool) -> None:
+    warnings = load_settings(env).startup_warnings()
+    assert bool(warnings) is warned
+    assert all("RATE_LIMIT_STORAGE_URI" in w and "\n" not in w for w in warnings)
+
+
+@pytest.mark.gunicorn
+def test_gunicorn_logs_the_warning_at_start(tmp_path: Path) -> None:
+    from .support.service import ServiceProcess
+
+    service = ServiceProcess(tmp_path, {"WEB_CONCURRENCY": "2", "RATE_LIMIT_ENABLED": "true",
+                                        "RABBITMQ_PORT": "1"})
+    try:
+        service.start(ready=False)
+        lines = [line for line in service.logs().splitlines()
+                 if "RATE_LIMIT_STORAGE_URI=memory://" in line]
+        assert len(lines) == 1, service.logs()  # once, from the master, not per worker
+        assert "WEB_CONCURRENCY=2" in lines[0]
+    finally:
+        service.stop()
+    quiet = ServiceProcess(tmp_path, {"WEB_CONCURRENCY": "1", "RATE_LIMIT_ENABLED": "true",
+                                      "RABBITMQ_PORT": "1"})
+    try:
+        quiet.start(ready=False)
+        assert "RATE_LIMIT_STORAGE_URI=memory://" not in quiet.logs()
+    finally:
+        quiet.stop()
+
+
 def test_config_error_is_a_value_error() -> None:
     assert issubclass(ConfigError, ValueError)
 
