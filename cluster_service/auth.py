@@ -29,7 +29,7 @@ import requests
 from .config import Settings
 from .auth_guard import AuthFailureGuard
 from .exceptions import (AuthBackendUnavailable, AuthenticationFailed, BrokerUnavailable,
-                         RemoteError, RpcTimeout, TooManyAuthFailures)
+                         NoConsumer, RemoteError, RpcTimeout, TooManyAuthFailures)
 from .observer import Observer
 from .rpc.client import RpcClient
 from .security import cache_key, fingerprint, is_well_formed_api_key
@@ -208,7 +208,8 @@ class Authenticator:
             if self._fallback is None:
                 self._observer.auth_outcome("error")
                 self._audit("backend_error", key_fp, None)
-                raise AuthBackendUnavailable() from None
+                message = error.message if isinstance(error, NoConsumer) else None
+                raise AuthBackendUnavailable(message) from None
             log.info("auth over broker gave no verdict, trying HTTP fallback",
                      extra={"event": "auth_fallback", "reason": type(error).__name__})
             try:

@@ -16,6 +16,13 @@ Threading model (one instance per gunicorn worker process)
   the pika connection. It delivers every reply to :meth:`on_reply` and every
   connection change to :meth:`on_connection_change`. Both are short: they look
   up or fail pending calls and set their Events; they never block.
+* **Consumer presence** (fail fast when a peer is down): before publishing, a
+  request thread asks ``Transport.consumer_count(queue)``. That reads a cache
+  which the I/O thread fills from the broker (the consumer count of a passive
+  queue declare, refreshed about once a second while the queue is in use);
+  only a stale entry makes the request thread wait, briefly and with a
+  timeout, for the I/O thread to refresh it. A count of 0 fails the call at
+  once with :class:`NoConsumer`; an unknown count (None) lets it through.
 * ``_lock`` guards ``_pending`` and ``_connected`` together. Registering a call
   and checking that the connection is up happen under the same lock as
   "connection lost, fail everything pending", so a call is either failed by the
@@ -47,7 +54,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from ..context import current_request_id
-from ..exceptions import BrokerUnavailable, RemoteError, RpcError, RpcTimeout
+from ..exceptions import BrokerUnavailable, NoConsumer, RemoteError, RpcError, RpcTimeout
 from ..observer import Observer
 
 log = logging.getLogger(__name__)
@@ -87,6 +94,10 @@ class Transport(Protocol):
 
     def close(self, timeout: float) -> None:
         """Close the connection cleanly and stop the I/O thread."""
+
+    def consumer_count(self, queue: str) -> int | None:
+        """How many consumers ``queue`` has, from a cache refreshed every second or so;
+        None when unknown. Never more than a short, bounded wait."""
 
 
 class PendingCall:
@@ -132,8 +143,10 @@ class RpcClient:
 
     def __init__(self, transport: Transport, *, fixed_queues: tuple[str, ...] = (),
                  connect_wait: float = 5.0,
-                 observer: Observer | None = None, max_reply_bytes: int = 1024 * 1024) -> None:
+                 observer: Observer | None = None, max_reply_bytes: int = 1024 * 1024,
+                 peers: dict[str, str] | None = None) -> None:
         self._transport = transport
+        self._peers = dict(peers or {})  # request queue -> the peer's name, for NoConsumer
         self._fixed_queues = frozenset(fixed_queues)
         self._connect_wait = connect_wait
         self._observer = observer or Observer()
@@ -182,7 +195,8 @@ class RpcClient:
         """Publish ``payload`` to ``queue`` and return the reply body as a dict.
 
         ``request_id`` and ``timestamp`` are added to the payload. Raises
-        BrokerUnavailable, RpcTimeout, or RemoteError (reply not a JSON object).
+        BrokerUnavailable (NoConsumer when nobody consumes ``queue``), RpcTimeout, or
+        RemoteError (reply not a JSON object).
         Concurrency is bounded above this layer (``Services.admitted``, per agent
         in ``clusters.py``), where a waiting request is known, not just an RPC.
         """
@@ -195,6 +209,9 @@ class RpcClient:
             return reply
         except RpcTimeout:
             outcome = "timeout"
+            raise
+        except NoConsumer:
+            outcome = "no_consumer"
             raise
         except BrokerUnavailable:
             outcome = "broker_unavailable"
@@ -209,6 +226,8 @@ class RpcClient:
             self._first_attempt_done.wait(self._connect_wait)
         if not self._connected:
             raise BrokerUnavailable()
+        if self._transport.consumer_count(queue) == 0:
+            raise NoConsumer(self._peers.get(queue, "the peer"))
         return self._exchange(queue, payload, timeout)
 
     def _exchange(self, queue: str, payload: dict[str, Any], timeout: float) -> bytes:
