@@ -310,7 +310,8 @@ class PikaTransport:
             count: int | None = None
             try:
                 if self._probe_channel is None or not self._probe_channel.is_open:
-                    assert connection is not None  # nosec B101 - only called while connected
+                    # Only ever called while connected.
+                    assert connection is not None  # nosec B101
                     self._probe_channel = connection.channel()
                 declared = self._probe_channel.queue_declare(queue=queue, passive=True)
                 count = declared.method.consumer_count
