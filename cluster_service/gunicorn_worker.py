@@ -103,7 +103,11 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
             if registered:
                 self._unregister(conn)
             del self.reading[conn]
-            self._hand_over(conn, state)
+            try:
+                self._hand_over(conn, state)
+            except Exception:  # raised here it would end the worker's main loop
+                self.log.exception("could not hand a connection to the thread pool")
+                self._drop(conn)
             return
         if not registered:
             self.poller.register(conn.sock, wanted, self._make_callback(conn))
