@@ -48,7 +48,9 @@ except ConfigError as _error:
 
 _host = f"[{_settings.host}]" if ":" in _settings.host else _settings.host
 bind = [f"{_host}:{_settings.port}"]
-worker_class = "gthread"
+# gthread with a deadline for each connection's TLS handshake and request headers
+# (HEADER_READ_TIMEOUT): idle half-requests cost no thread (cluster_service/gunicorn_worker.py).
+worker_class = "cluster_service.gunicorn_worker.HeaderTimeoutWorker"
 workers = _settings.web_concurrency
 threads = _settings.gunicorn_threads
 # Open connections per worker; those above ``threads`` are idle keep-alive ones.
@@ -87,7 +89,9 @@ if _settings.metrics_enabled:
 
 
 def on_starting(server: Any) -> None:
-    """Wipe the metrics of a previous run before the first worker starts."""
+    """Warn about risky settings; wipe the metrics of a previous run before the first worker."""
+    for warning in _settings.startup_warnings():
+        server.log.warning("cluster_service: %s", warning)
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path:
         shutil.rmtree(path, ignore_errors=True)

@@ -10,9 +10,9 @@ import os
 from typing import Mapping
 
 from flask import Flask
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import access_log, errors, limiter, metrics, request_id
+from .client_address import TrustedProxies
 from .api import agents, namespaces, register_blueprints
 from .config import Settings, load_settings
 from .observers import CompositeObserver, LoggingObserver
@@ -36,10 +36,9 @@ def create_app(test_config: Mapping[str, str] | Settings | None = None,
     app.config.update(DEBUG=False, PROPAGATE_EXCEPTIONS=False, JSON_SORT_KEYS=False,
                       MAX_CONTENT_LENGTH=64 * 1024)
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    if settings.trusted_proxies:
-        n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n,  # type: ignore[method-assign]
-                                x_host=n)
+    if settings.trusted_proxy_addresses:
+        app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
+            app.wsgi_app, settings.trusted_proxy_addresses)
     observer = CompositeObserver(LoggingObserver(), *(
         [metrics.PrometheusObserver()] if settings.metrics_enabled else []))
     init_services(app, build_services(settings, observer, transport))

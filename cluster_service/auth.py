@@ -29,7 +29,7 @@ import requests
 from .config import Settings
 from .auth_guard import AuthFailureGuard
 from .exceptions import (AuthBackendUnavailable, AuthenticationFailed, BrokerUnavailable,
-                         RemoteError, RpcTimeout, TooManyAuthFailures)
+                         NoConsumer, RemoteError, RpcTimeout, TooManyAuthFailures)
 from .observer import Observer
 from .rpc.client import RpcClient
 from .security import cache_key, fingerprint, is_well_formed_api_key
@@ -49,22 +49,32 @@ class User:
     username: str
     email: str | None = None
     roles: str | None = None
-    is_active: bool = True
+    is_active: bool = False
 
     @classmethod
     def from_reply(cls, data: Any) -> "User":
-        """Build from ``user_data``; anything unusable is the peer's fault (RemoteError)."""
+        """Build from ``user_data``; anything unusable is the peer's fault (RemoteError).
+
+        Fail closed: only a JSON ``true`` in ``is_active`` makes an active user. A
+        missing or non-boolean value (``0``, ``"false"``, ``null``) is the peer's
+        fault and an inactive user, logged once without the body.
+        """
         if not isinstance(data, dict):
             raise RemoteError("user_data is missing")
         user_id, username = data.get("id"), data.get("username")
         if isinstance(user_id, bool) or not isinstance(user_id, int) \
                 or not isinstance(username, str):
             raise RemoteError("user_data has no valid id or username")
-        email, roles = data.get("email"), data.get("roles")
+        email, roles, active = data.get("email"), data.get("roles"), data.get("is_active")
+        if not isinstance(active, bool):
+            log.warning("user data without a boolean is_active, user refused",
+                        extra={"event": "peer_fault", "field": "is_active",
+                               "value_type": "missing" if "is_active" not in data
+                               else type(active).__name__})
         return cls(id=user_id, username=username,
                    email=email if isinstance(email, str) else None,
                    roles=roles if isinstance(roles, str) else None,
-                   is_active=data.get("is_active", True) is not False)
+                   is_active=active is True)
 
 
 class UserServiceClient:
@@ -75,7 +85,12 @@ class UserServiceClient:
         self._timeout = settings.user_service_timeout
         self._verify: bool | str = settings.user_service_ca_bundle or \
             settings.user_service_verify_ssl
-        self._session = session or requests.Session()
+        if session is None:
+            session = requests.Session()
+            # Never HTTP(S)_PROXY, NO_PROXY or .netrc from the environment: the API key
+            # would go to whatever proxy the environment names.
+            session.trust_env = False
+        self._session = session
 
     def validate(self, api_key: str) -> User:
         """Return the user, raise AuthenticationFailed (401/403) or AuthBackendUnavailable."""
@@ -137,20 +152,32 @@ class Authenticator:
             if user is not None:
                 self._observer.auth_outcome("cached")
                 return user
-        if self._guard is not None:
+        if self._guard is None:
+            return self._authenticate(api_key, key)
+        if not api_key:
+            # A request with no key at all is a misconfigured client, not a guess:
+            # counting it would turn its 401s into 429s and, behind a proxy that is
+            # not in TRUSTED_PROXY_ADDRESSES, lock out everyone sharing its address.
             retry_after = self._guard.retry_after(client)
             if retry_after is not None:
-                self._audit("blocked", fingerprint(api_key) if api_key else "-", None)
+                self._audit("blocked", "-", None)
                 raise TooManyAuthFailures(retry_after)
+            return self._authenticate(api_key, key)
+        # Counted before the RPC, forgiven unless it fails: concurrent guesses cannot
+        # all slip past the check while the first rejections are still in flight.
+        retry_after = self._guard.admit(client)
+        if retry_after is not None:
+            self._audit("blocked", fingerprint(api_key), None)
+            raise TooManyAuthFailures(retry_after)
+        failed = False
         try:
             return self._authenticate(api_key, key)
         except AuthenticationFailed:
-            # A request with no key at all is a misconfigured client, not a guess:
-            # counting it would turn its 401s into 429s and, behind a proxy with
-            # TRUSTED_PROXIES unset, lock out everyone sharing the proxy's address.
-            if self._guard is not None and api_key:
-                self._guard.record_failure(client)
+            failed = True
             raise
+        finally:
+            if not failed:
+                self._guard.forgive(client)
 
     def _authenticate(self, api_key: str | None, key: str | None) -> User:
         """``key`` is the cache key of a well-formed ``api_key``, None for any other."""
@@ -181,7 +208,8 @@ class Authenticator:
             if self._fallback is None:
                 self._observer.auth_outcome("error")
                 self._audit("backend_error", key_fp, None)
-                raise AuthBackendUnavailable() from None
+                message = error.message if isinstance(error, NoConsumer) else None
+                raise AuthBackendUnavailable(message) from None
             log.info("auth over broker gave no verdict, trying HTTP fallback",
                      extra={"event": "auth_fallback", "reason": type(error).__name__})
             try:

@@ -2,7 +2,12 @@
 
 Past ``AUTH_FAILURES_PER_MINUTE`` failures a client gets 429 before the User
 Service is asked, so rotating random keys neither escapes the per-key rate
-limit nor floods the User Service. Counts live in the rate limiter's storage
+limit nor floods the User Service. An attempt is counted *before* the auth
+RPC (an atomic test-and-count, :meth:`AuthFailureGuard.admit`) and forgiven
+when it turns out not to be a failure (:meth:`AuthFailureGuard.forgive`): a
+burst of concurrent guesses cannot all pass the check before the first
+rejection is counted. Clients are named by ``client_address.guard_key``
+(IPv4-mapped addresses as IPv4, IPv6 by /64). Counts live in the rate limiter's storage
 (``RATE_LIMIT_STORAGE_URI``), so with Redis they are shared by every worker and
 replica. While that storage is unreachable, counts fall back to this process's
 memory (logged once) and go back to the shared storage once it answers again.
@@ -19,6 +24,7 @@ from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
 
+from .client_address import guard_key
 from .config import Settings
 
 log = logging.getLogger(__name__)
@@ -56,6 +62,25 @@ class AuthFailureGuard:
         stats = self._run(lambda limiter: limiter.get_window_stats(self._item, key))
         return max(1, int(stats.reset_time - time.time()) + 1)
 
+    def admit(self, client: str | None) -> int | None:
+        """Count one attempt for ``client`` now; None if admitted, else seconds until it may.
+
+        The count and the check are one atomic step in the storage, so concurrent
+        attempts can never overshoot the limit. Nothing is counted when refused.
+        """
+        if not self._enabled:
+            return None
+        key = _client_key(client)
+        if self._run(lambda limiter: limiter.hit(self._item, key)):
+            return None
+        return self.retry_after(client) or 1
+
+    def forgive(self, client: str | None) -> None:
+        """Take back an attempt :meth:`admit` counted that was not a failure after all."""
+        if self._enabled:
+            key = _client_key(client)
+            self._run(lambda limiter: limiter.hit(self._item, key, cost=-1))
+
     def record_failure(self, client: str | None) -> None:
         """Count one failed authentication for ``client``."""
         if self._enabled:
@@ -84,4 +109,4 @@ class AuthFailureGuard:
 
 
 def _client_key(client: str | None) -> str:
-    return f"cluster_service/auth-failures/{client or 'unknown'}"
+    return f"cluster_service/auth-failures/{guard_key(client)}"

@@ -9,6 +9,7 @@ returned to the client.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,6 +132,29 @@ class ClusterOperations:
         return sorted(ids)
 
 
+# The existing Onboarding Service sends no error_code. These are its two texts for an
+# agent that is not there (contract §2, docs/messaging.md "Legacy reply shapes"),
+# matched whole, for the agent that was asked about: anything else stays a 502.
+_AGENT = r"(?P<agent>[A-Za-z0-9._:-]{1,128})"
+LEGACY_NOT_CONNECTED = (
+    re.compile(rf"Failed to communicate with agent: No WebSocket connection found for agent "
+               rf"{_AGENT}"),
+    re.compile(rf"Failed to send message to agent {_AGENT}: received 1000 \(OK\); "
+               r"then sent 1000 \(OK\)"),
+)
+
+
+def is_legacy_not_connected(text: Any, agent_id: str) -> bool:
+    """Whether ``text`` is one of the legacy "agent not connected" texts for ``agent_id``."""
+    if not isinstance(text, str):
+        return False
+    for pattern in LEGACY_NOT_CONNECTED:
+        match = pattern.fullmatch(text)
+        if match is not None and (not agent_id or match.group("agent") == agent_id):
+            return True
+    return False
+
+
 _ERRORS_BY_CODE = {
     "agent_not_connected": AgentNotConnected,
     "forbidden": Forbidden,
@@ -152,7 +176,8 @@ def _raise_for_error(data: dict[str, Any], reply: dict[str, Any], agent_id: str)
     log.warning("peer reported an error", extra={
         "event": "peer_error", "agent_id": agent_id, "error_code": str(code)[:64],
         "peer_message": str(detail)[:200]})
-    if code == "agent_not_connected":
+    if code == "agent_not_connected" or (code is None
+                                         and is_legacy_not_connected(detail, agent_id)):
         raise AgentNotConnected(agent_id)
     if code in _ERRORS_BY_CODE:
         raise _ERRORS_BY_CODE[code]()

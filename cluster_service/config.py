@@ -13,6 +13,7 @@ can print it and stop instead of dumping a traceback.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 from typing import Any, Callable, Mapping, TypeVar
@@ -44,6 +45,7 @@ class Settings:
     user_service_verify_ssl: bool = True
     user_service_ca_bundle: str = ""
     user_service_timeout: float = 5.0
+    user_service_allow_http: bool = False
 
     rabbitmq_host: str = "localhost"
     rabbitmq_port: int = 5672
@@ -62,11 +64,13 @@ class Settings:
     rate_limit_enabled: bool = True
     rate_limit_requests_per_minute: int = 60
     rate_limit_storage_uri: str = "memory://"
-    trusted_proxies: int = 0
+    trusted_proxy_addresses: tuple[str, ...] = ()
 
     use_ssl: bool = False
     ssl_keyfile: str = "key.pem"
     ssl_certfile: str = "cert.pem"
+
+    header_read_timeout: float = 10.0
 
     web_concurrency: int = 2
     gunicorn_threads: int = 256
@@ -104,6 +108,19 @@ class Settings:
     def result_queues(self) -> tuple[str, str, str]:
         """The fixed results queues the legacy peers answer on."""
         return (self.auth_result_queue, self.namespace_result_queue, self.agents_result_queue)
+
+    def startup_warnings(self) -> list[str]:
+        """Settings that work but are probably not what production wants; logged at start."""
+        warnings = []
+        if (self.rate_limit_enabled and self.rate_limit_storage_uri.startswith("memory://")
+                and self.web_concurrency > 1):
+            warnings.append(
+                f"RATE_LIMIT_STORAGE_URI=memory:// with WEB_CONCURRENCY={self.web_concurrency}: "
+                "every worker counts alone, so a key gets up to "
+                f"{self.web_concurrency} x RATE_LIMIT_REQUESTS_PER_MINUTE and a client "
+                f"{self.web_concurrency} x AUTH_FAILURES_PER_MINUTE per replica; "
+                "use a redis:// URI to share the limits")
+        return warnings
 
     def replace(self, **changes: Any) -> "Settings":
         """A copy with some fields changed (tests use it instead of the environment)."""
@@ -182,9 +199,19 @@ def _check_range(name: str, value: int, low: int, high: int | None) -> None:
         raise ConfigError(f"{name} must be {span}, got {value}")
 
 
+# Variables that no longer mean anything; set, they would silently change behaviour.
+RETIRED: dict[str, str] = {
+    "TRUSTED_PROXIES": "TRUSTED_PROXIES (a hop count) was replaced by TRUSTED_PROXY_ADDRESSES "
+                       "(the proxies' addresses or networks)",
+}
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build :class:`Settings` from ``env`` (default: ``os.environ``) or raise ConfigError."""
     r = _Reader(os.environ if env is None else env)
+    for name, message in RETIRED.items():
+        if r.raw(name) is not None:
+            raise ConfigError(message)
     debug = r.boolean("DEBUG", True)
     log_level = r.text("LOG_LEVEL", "DEBUG" if debug else "INFO").upper()
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
@@ -197,10 +224,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         debug=debug,
         log_level=log_level,
         log_file=r.text("LOG_FILE", ""),
-        user_service_url=_url(r, "USER_SERVICE_URL"),
+        user_service_url=_user_service_url(r),
         user_service_verify_ssl=r.boolean("USER_SERVICE_VERIFY_SSL", True),
         user_service_ca_bundle=_existing_file(r, "USER_SERVICE_CA_BUNDLE"),
         user_service_timeout=r.number("USER_SERVICE_TIMEOUT", 5.0, 0, 300, low_inclusive=False),
+        user_service_allow_http=r.boolean("USER_SERVICE_ALLOW_HTTP", False),
         rabbitmq_host=r.text("RABBITMQ_HOST", "localhost"),
         rabbitmq_port=r.integer("RABBITMQ_PORT", 5672, 1, 65535),
         rabbitmq_user=r.text("RABBITMQ_USER", "guest"),
@@ -216,10 +244,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         rate_limit_enabled=r.boolean("RATE_LIMIT_ENABLED", True),
         rate_limit_requests_per_minute=r.integer("RATE_LIMIT_REQUESTS_PER_MINUTE", 60, 1),
         rate_limit_storage_uri=_storage_uri(r),
-        trusted_proxies=r.integer("TRUSTED_PROXIES", 0, 0, 10),
+        trusted_proxy_addresses=_networks(r, "TRUSTED_PROXY_ADDRESSES"),
         use_ssl=r.boolean("USE_SSL", False),
         ssl_keyfile=r.text("SSL_KEYFILE", "key.pem"),
         ssl_certfile=r.text("SSL_CERTFILE", "cert.pem"),
+        header_read_timeout=r.number("HEADER_READ_TIMEOUT", 10.0, 0, 300, low_inclusive=False),
         web_concurrency=r.integer("WEB_CONCURRENCY", 2, 1, 256),
         gunicorn_threads=threads,
         max_inflight_rpcs=r.integer("MAX_INFLIGHT_RPCS", threads, 1, 100000),
@@ -247,13 +276,33 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
-def _url(r: _Reader, name: str) -> str:
+def _user_service_url(r: _Reader) -> str:
+    """The fallback's base URL. Plain http:// would send API keys in clear: opt-in only."""
+    name = "USER_SERVICE_URL"
     value = r.text(name, "").rstrip("/")
     if value:
         parsed = urlparse(value)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ConfigError(f"{name} must be an http:// or https:// URL, got {value!r}")
+        if parsed.scheme == "http" and not r.boolean("USER_SERVICE_ALLOW_HTTP", False):
+            raise ConfigError(f"{name} is plain http:// (API keys would travel in clear): use "
+                              "https://, or set USER_SERVICE_ALLOW_HTTP=true")
     return value
+
+
+def _networks(r: _Reader, name: str) -> tuple[str, ...]:
+    """A comma list of IP addresses or CIDR networks, normalised (``127.0.0.1/32``)."""
+    networks = []
+    for item in r.text(name, "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ConfigError(f"{name} must be a comma list of IP addresses or networks, "
+                              f"got {item!r}") from None
+    return tuple(networks)
 
 
 def _existing_file(r: _Reader, name: str) -> str:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify
-from werkzeug.exceptions import HTTPException
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.routing import RequestRedirect
 
 from . import exceptions as exc
 from .context import current_request_id
@@ -96,7 +97,22 @@ def _handle_unexpected(error: Exception) -> Response:
 
 
 def init_app(app: Flask) -> None:
-    """Register the handlers on ``app``."""
+    """Register the handlers on ``app``, and turn off redirects from path normalisation.
+
+    werkzeug answers ``//`` in a path (merge_slashes) or a missing trailing slash
+    (strict_slashes) with a 308 to a URL built from the ``Host`` header, with an
+    HTML body and past every error handler: an open redirect to any host a client
+    names. Such paths are simply unknown here: the 404 envelope. (werkzeug also
+    ignores leading slashes; a ``//`` anywhere in the path is refused the same way.)
+    """
+    app.url_map.merge_slashes = False
+
+    @app.before_request
+    def _no_redirects() -> None:
+        if isinstance(request.routing_exception, RequestRedirect) \
+                or "//" in request.environ.get("PATH_INFO", ""):
+            raise NotFound()
+
     app.register_error_handler(exc.ClusterServiceError, _handle_domain)
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(Exception, _handle_unexpected)

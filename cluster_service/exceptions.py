@@ -59,6 +59,18 @@ class BrokerUnavailable(RpcError):
     message = "Message broker unavailable"
 
 
+class NoConsumer(BrokerUnavailable):
+    """Nobody consumes the request queue (the peer is down or never implemented it).
+
+    Answered at once rather than after the call's timeout: a request published
+    there could only expire unread.
+    """
+
+    def __init__(self, peer: str) -> None:
+        super().__init__(f"{peer} unavailable: nobody consumes its request queue")
+        self.peer = peer
+
+
 class Saturated(RpcError):
     """No slot for this call before its deadline: every thread or slot it needs is taken."""
 

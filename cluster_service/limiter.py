@@ -1,12 +1,17 @@
 """Rate limiting: per API key on the cluster endpoints, and per client on failed logins.
 
-* The per-key limit is Flask-Limiter on the cluster blueprints, keyed by the
-  key's SHA-256 (never the key). Strategy: the sliding window counter. A key's
-  first L requests in a minute succeed and the next gets 429, and unlike a
-  fixed window it does not allow a double burst at a window edge. The moving
-  window would be exact too, but its in-memory storage keeps one timestamp per
-  request and copies those lists every 10 ms: measured at 18% of a worker's
-  CPU under load (docs/performance.md). Probes and metrics carry no limit.
+* The per-key limit is Flask-Limiter on the cluster endpoints, keyed by the
+  key's SHA-256 (never the key), and checked only *after* the key has been
+  authenticated (``require_user`` calls the view through the decorated
+  :func:`_call`): a limiter entry per key string tried would let a guesser grow
+  every worker's memory with keys that were never valid. Unauthenticated traffic
+  is bounded by the per-client guard instead. Strategy: the sliding window
+  counter. A key's first L requests in a minute succeed and the next gets 429,
+  and unlike a fixed window it does not allow a double burst at a window edge.
+  The moving window would be exact too, but its in-memory storage keeps one
+  timestamp per request and copies those lists every 10 ms: measured at 18% of a
+  worker's CPU under load (docs/performance.md). Probes and metrics carry no
+  limit.
 * Storage comes from ``RATE_LIMIT_STORAGE_URI``. ``memory://`` is per process,
   so N gunicorn workers allow up to N x the limit; ``redis://`` shares one
   limit across every worker and replica. If Redis goes away, Flask-Limiter
@@ -18,10 +23,12 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from flask import Blueprint, Flask, Response, g, request
 from flask_limiter import Limiter
 
-from .api.auth import API_KEY_HEADER
+from .api.auth import API_KEY_HEADER, LIMITED_CALL
 from .auth_guard import storage_options
 from .config import Settings
 from .security import cache_key
@@ -30,6 +37,11 @@ EXTENSION = "cluster_limiter"
 STRATEGY = "sliding-window-counter"
 SCOPE = "cluster"
 _APP_RETRY_AFTER = "_cluster_retry_after"
+
+
+def _call(view: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """The trampoline the per-key limit decorates: the limit is checked when it is called."""
+    return view(*args, **kwargs)
 
 
 def api_key_identity() -> str:
@@ -71,11 +83,13 @@ def init_app(app: Flask, settings: Settings, limited: list[Blueprint]) -> Limite
         enabled=settings.rate_limit_enabled,
     )
     # One budget per key across every limited endpoint: a plain ``limit`` on a
-    # blueprint would give each blueprint (endpoint) its own L per minute.
+    # blueprint would give each blueprint (endpoint) its own L per minute. It
+    # decorates a trampoline rather than the blueprints, so that it is checked
+    # when ``require_user`` calls the view, after authentication, not in
+    # Flask-Limiter's before_request hook.
     shared = limiter.shared_limit(f"{settings.rate_limit_requests_per_minute}/minute",
                                   scope=SCOPE)
-    for blueprint in limited:
-        shared(blueprint)
+    app.extensions[LIMITED_CALL] = shared(_call)
     # Everything else (probes, metrics, the OpenAPI document) is exempt up front:
     # without this filter Flask-Limiter resolves its limits on every request,
     # measured at about a fifth of a /health request's CPU.

@@ -38,17 +38,24 @@ def build_services(settings: Settings, observer: Observer,
     """Wire the layers: transport → RPC client → auth and cluster operations."""
     if transport is None:
         from .rpc.pika_transport import PikaTransport  # the api layer never imports pika
-        transport = PikaTransport(settings)
+        transport = PikaTransport(settings, peer_names(settings))
     rpc = RpcClient(transport, fixed_queues=settings.result_queues,
                     connect_wait=settings.broker_connect_wait, observer=observer,
                     max_reply_bytes=settings.max_reply_bytes,
-                    max_inflight=settings.max_inflight_rpcs)
+                    max_inflight=settings.max_inflight_rpcs, peers=peer_names(settings))
     fallback = UserServiceClient(settings) if settings.user_service_url else None
     guard = AuthFailureGuard(settings)
     auth = Authenticator(settings, rpc, fallback, observer, audit_auth, guard)
     return Services(settings=settings, rpc=rpc, auth=auth,
                     clusters=ClusterOperations(settings, rpc, observer),
                     observer=observer)
+
+
+def peer_names(settings: Settings) -> dict[str, str]:
+    """Which peer consumes each request queue (named in 503s and logs when it is missing)."""
+    return {settings.auth_request_queue: "User Service",
+            settings.namespace_request_queue: "Onboarding Service",
+            settings.agents_request_queue: "Onboarding Service"}
 
 
 def init_app(app: Flask, services: Services) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -89,6 +90,36 @@ class AuthHarness:
 @pytest.fixture
 def h() -> AuthHarness:
     return AuthHarness()
+
+
+MISSING = object()
+NOT_TRUE = [False, 0, 1, "true", "false", "no", None, [], {}, MISSING]
+NOT_TRUE_IDS = ["false", "0", "1", "str-true", "str-false", "no", "null", "list", "object",
+                "missing"]
+
+
+class TestFailClosedIsActive:
+    """Only ``is_active: true`` admits; the old code let everything but ``false`` in."""
+
+    @pytest.mark.parametrize("value", NOT_TRUE, ids=NOT_TRUE_IDS)
+    def test_broker_path(self, value: Any) -> None:
+        user = dict(VALID_USER, is_active=value)
+        if value is MISSING:
+            del user["is_active"]
+        h = AuthHarness()
+        h.transport.responders[AUTH_QUEUE] = lambda body: [(
+            {"request_id": body["request_id"], "valid": True, "user_data": user}, 0)]
+        with pytest.raises(AuthenticationFailed):
+            h.auth.authenticate("some-key")
+
+    @pytest.mark.parametrize("value", NOT_TRUE, ids=NOT_TRUE_IDS)
+    def test_http_fallback(self, value: Any) -> None:
+        body = dict(VALID_USER, is_active=value)
+        if value is MISSING:
+            del body["is_active"]
+        client, _ = http_client(FakeResponse(200, body))
+        with pytest.raises(AuthenticationFailed):
+            client.validate("k")
 
 
 class TestVerdicts:
@@ -306,6 +337,22 @@ def http_client(answer: FakeResponse | Exception, **env: str) -> tuple[UserServi
 
 
 class TestUserServiceClient:
+    def test_environment_proxies_are_never_used(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """With HTTP(S)_PROXY set, the key still goes straight to USER_SERVICE_URL."""
+        from .support.user_service_stub import UserServiceStub
+
+        with UserServiceStub({"the-key": (200, VALID_USER)}) as users, \
+                UserServiceStub({}) as proxy:
+            for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+                monkeypatch.setenv(name, proxy.url)
+            for name in ("NO_PROXY", "no_proxy"):
+                monkeypatch.delenv(name, raising=False)
+            client = UserServiceClient(settings(USER_SERVICE_URL=users.url,
+                                                USER_SERVICE_ALLOW_HTTP="true"))
+            assert client.validate("the-key").username == "ana"
+            assert users.count("the-key") == 1
+            assert proxy.asked == []
+
     def test_200_is_the_user_and_the_request_is_as_documented(self) -> None:
         client, session = http_client(FakeResponse(200, dict(VALID_USER, extra="ignored")))
         assert client.validate("the-key").username == "ana"
@@ -355,9 +402,21 @@ class TestUserServiceClient:
 
 
 class TestUserFromReply:
-    def test_roles_may_be_null_and_is_active_defaults_true(self) -> None:
-        user = User.from_reply({"id": 1, "username": "u", "roles": None})
+    def test_roles_may_be_null(self) -> None:
+        user = User.from_reply({"id": 1, "username": "u", "roles": None, "is_active": True})
         assert user.roles is None and user.is_active is True
+
+    @pytest.mark.parametrize("value", NOT_TRUE, ids=NOT_TRUE_IDS)
+    def test_only_json_true_is_active(self, value: Any,
+                                      caplog: pytest.LogCaptureFixture) -> None:
+        data = {"id": 1, "username": "secret-name", "is_active": value}
+        if value is MISSING:
+            del data["is_active"]
+        with caplog.at_level(logging.WARNING, logger="cluster_service.auth"):
+            assert User.from_reply(data).is_active is False
+        faults = [r for r in caplog.records if getattr(r, "event", "") == "peer_fault"]
+        assert len(faults) == (0 if value is False else 1)
+        assert "secret-name" not in caplog.text  # the body is never logged
 
     @pytest.mark.parametrize("data", [None, [], {"id": True, "username": "u"},
                                       {"id": "7", "username": "u"}, {"id": 7}])

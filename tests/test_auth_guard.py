@@ -1,5 +1,5 @@
 """Brute-force defence: failed authentications per client address, the negative cache,
-and which address counts (TRUSTED_PROXIES).
+and which address counts (TRUSTED_PROXY_ADDRESSES, address normalisation).
 
 Flask test client over the FakeTransport (auth accepts only ``demo-key``).
 """
@@ -7,7 +7,9 @@ Flask test client over the FakeTransport (auth accepts only ``demo-key``).
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import pytest
@@ -122,7 +124,7 @@ class TestFailuresPerClient:
 class TestClientAddress:
     def test_without_trusted_proxies_x_forwarded_for_changes_nothing(
             self, make_app: Callable[..., Flask], transport: FakeTransport) -> None:
-        client = guarded(make_app, failures=3)  # TRUSTED_PROXIES defaults to 0
+        client = guarded(make_app, failures=3)  # TRUSTED_PROXY_ADDRESSES defaults to empty
         for i in range(3):
             assert get(client, bad_key(), **{"X-Forwarded-For": f"198.51.100.{i}",
                                              "X-Real-IP": f"198.51.100.{i}"}).status_code == 401
@@ -130,9 +132,9 @@ class TestClientAddress:
             assert_blocked(get(client, bad_key(), **{"X-Forwarded-For": f"198.51.100.{i}"}))
         assert transport.count(AUTH_QUEUE) == 3
 
-    def test_one_trusted_proxy_uses_the_hop_it_appended(
+    def test_a_trusted_proxy_address_makes_its_appended_hop_the_client(
             self, make_app: Callable[..., Flask], transport: FakeTransport) -> None:
-        client = guarded(make_app, failures=2, TRUSTED_PROXIES="1")
+        client = guarded(make_app, failures=2, TRUSTED_PROXY_ADDRESSES="127.0.10.1")
         # The proxy (REMOTE_ADDR 127.0.10.1) appends the real client; whatever the
         # client wrote before it is ignored.
         for spoofed in ("127.0.113.1", "127.0.113.2"):
@@ -144,6 +146,74 @@ class TestClientAddress:
         # another real client behind the same proxy has its own count
         assert get(client, bad_key(), addr="127.0.10.1",
                    **{"X-Forwarded-For": "127.0.2.51"}).status_code == 401
+
+    def test_a_direct_client_cannot_choose_its_address(
+            self, make_app: Callable[..., Flask], transport: FakeTransport) -> None:
+        """The hop-count model trusted whoever reached gunicorn's port: not any more."""
+        client = guarded(make_app, failures=3, TRUSTED_PROXY_ADDRESSES="127.0.10.0/24")
+        for i in range(8):  # not from a trusted proxy: its X-Forwarded-For means nothing
+            response = get(client, bad_key(), addr="127.0.2.9",
+                           **{"X-Forwarded-For": f"127.0.113.{i}"})
+            assert response.status_code == (401 if i < 3 else 429)
+        assert transport.count(AUTH_QUEUE) == 3
+
+    def test_a_hop_that_is_not_an_address_stops_at_the_trusted_proxy(
+            self, make_app: Callable[..., Flask], transport: FakeTransport) -> None:
+        client = guarded(make_app, failures=2, TRUSTED_PROXY_ADDRESSES="127.0.10.1")
+        for junk in ("not-an-ip", "127.0.2.1:80", "", "127.0.2.1 127.0.2.2"):
+            get(client, bad_key(), addr="127.0.10.1", **{"X-Forwarded-For": junk})
+        assert transport.count(AUTH_QUEUE) == 2  # all four counted as the proxy itself
+
+    def test_chained_trusted_proxies_are_skipped_right_to_left(
+            self, make_app: Callable[..., Flask], transport: FakeTransport) -> None:
+        client = guarded(make_app, failures=2,
+                         TRUSTED_PROXY_ADDRESSES="127.0.10.1, 127.0.20.0/24")
+        for spoofed in ("127.0.113.1", "127.0.113.2", "127.0.113.3"):
+            get(client, bad_key(), addr="127.0.10.1",
+                **{"X-Forwarded-For": f"{spoofed}, 127.0.2.60, 127.0.20.7"})
+        assert transport.count(AUTH_QUEUE) == 2  # one client: 127.0.2.60
+
+    @pytest.mark.parametrize("spellings", [
+        ("127.0.2.70", "::ffff:127.0.2.70", "::ffff:7f00:246"),
+        ("::1", "::2", "0:0:0:0:0:0:ffff:ffff"),  # one /64
+    ], ids=["ipv4-mapped", "ipv6-64"])
+    def test_one_client_under_several_spellings_shares_one_count(
+            self, make_app: Callable[..., Flask], transport: FakeTransport,
+            spellings: tuple[str, ...]) -> None:
+        client = guarded(make_app, failures=2)
+        statuses = [get(client, bad_key(), addr=addr).status_code for addr in spellings]
+        assert statuses == [401, 401, 429]
+
+
+class TestGuardRace:
+    def test_a_concurrent_burst_of_guesses_cannot_overshoot_the_limit(
+            self, make_app: Callable[..., Flask], transport: FakeTransport) -> None:
+        """Old code checked before the RPC and counted after: 30 of 32 reached the User
+        Service. Now each guess is counted before its RPC."""
+        app = make_app(RATE_LIMIT_ENABLED="true", RATE_LIMIT_REQUESTS_PER_MINUTE="1000",
+                       AUTH_FAILURES_PER_MINUTE="5", MAX_INFLIGHT_RPCS="64")
+        answer = transport.responders[AUTH_QUEUE]
+        # Every auth reply takes 0.2 s, so the guesses overlap.
+        transport.responders[AUTH_QUEUE] = lambda body: [
+            (reply, 0.2) for reply, _ in answer(body) or []]
+        barrier = threading.Barrier(32)
+
+        def guess(_: int) -> int:
+            client = app.test_client()
+            barrier.wait(10)
+            return get(client, bad_key()).status_code
+
+        with ThreadPoolExecutor(32) as pool:
+            statuses = list(pool.map(guess, range(32)))
+        assert sorted(statuses) == [401] * 5 + [429] * 27
+        assert transport.count(AUTH_QUEUE) == 5
+
+    def test_a_success_gives_its_attempt_back(self, make_app: Callable[..., Flask],
+                                              transport: FakeTransport) -> None:
+        client = guarded(make_app, failures=2, AUTH_CACHE_TTL="0")
+        for _ in range(5):
+            assert get(client, API_KEY).status_code == 200
+        assert [get(client, bad_key()).status_code for _ in range(3)] == [401, 401, 429]
 
 
 class TestNegativeCache:

@@ -408,3 +408,42 @@ class TestConnectedAgents:
     def test_bad_reply_is_a_remote_error(self, h: Harness, reply: Any) -> None:
         with pytest.raises(RemoteError):
             h.connected_agents(reply)
+
+
+LEGACY_NOT_CONNECTED_TEXTS = [
+    "Failed to communicate with agent: No WebSocket connection found for agent agent-1",
+    "Failed to send message to agent agent-1: received 1000 (OK); then sent 1000 (OK)",
+]
+NEAR_MISSES = [
+    "Failed to communicate with agent: No WebSocket connection found for agent other-agent",
+    "Failed to communicate with agent: No WebSocket connection found for agent agent-1 (retry)",
+    "Failed to send message to agent agent-1: received 1011 (internal error); then sent 1011",
+    "failed to communicate with agent: no websocket connection found for agent agent-1",
+    "Error: No WebSocket connection found for agent agent-1",
+]
+
+
+class TestLegacyOnboardingErrors:
+    """The real Onboarding Service sends no error_code; its two "not there" texts are 404."""
+
+    @pytest.mark.parametrize("text", LEGACY_NOT_CONNECTED_TEXTS, ids=["no-websocket", "closed"])
+    def test_the_two_texts_mean_agent_not_connected(self, h: Harness, text: str) -> None:
+        with pytest.raises(AgentNotConnected):
+            h.list_namespaces({"agent_id": "agent-1", "result": None, "error": text})
+
+    @pytest.mark.parametrize("text", LEGACY_NOT_CONNECTED_TEXTS, ids=["no-websocket", "closed"])
+    def test_inside_a_result_object_too(self, h: Harness, text: str) -> None:
+        with pytest.raises(AgentNotConnected):
+            h.list_namespaces({"agent_id": "agent-1", "error": None,
+                               "result": {"error": True, "message": text}})
+
+    @pytest.mark.parametrize("text", NEAR_MISSES)
+    def test_anything_else_stays_a_502(self, h: Harness, text: str) -> None:
+        with pytest.raises(RemoteError) as caught:
+            h.list_namespaces({"agent_id": "agent-1", "result": None, "error": text})
+        assert not isinstance(caught.value, AgentNotConnected)
+
+    def test_an_explicit_error_code_wins_over_the_text(self, h: Harness) -> None:
+        with pytest.raises(Forbidden):
+            h.list_namespaces({"agent_id": "agent-1", "error": LEGACY_NOT_CONNECTED_TEXTS[0],
+                               "error_code": "forbidden"})

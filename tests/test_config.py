@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "user_service_verify_ssl": True,
     "user_service_ca_bundle": "",
     "user_service_timeout": 5.0,
+    "user_service_allow_http": False,
     "rabbitmq_host": "localhost",
     "rabbitmq_port": 5672,
     "rabbitmq_user": "guest",
@@ -45,10 +46,11 @@ DEFAULTS: dict[str, Any] = {
     "rate_limit_enabled": True,
     "rate_limit_requests_per_minute": 60,
     "rate_limit_storage_uri": "memory://",
-    "trusted_proxies": 0,
+    "trusted_proxy_addresses": (),
     "use_ssl": False,
     "ssl_keyfile": "key.pem",
     "ssl_certfile": "cert.pem",
+    "header_read_timeout": 10.0,
     "web_concurrency": 2,
     "gunicorn_threads": 256,
     "max_inflight_rpcs": 256,
@@ -78,6 +80,7 @@ OVERRIDES: dict[str, tuple[str, Any]] = {
     "user_service_verify_ssl": ("no", False),
     "user_service_ca_bundle": (__file__, __file__),
     "user_service_timeout": ("2.5", 2.5),
+    "user_service_allow_http": ("true", True),
     "rabbitmq_host": ("broker", "broker"),
     "rabbitmq_port": ("5673", 5673),
     "rabbitmq_user": ("svc", "svc"),
@@ -93,10 +96,12 @@ OVERRIDES: dict[str, tuple[str, Any]] = {
     "rate_limit_enabled": ("off", False),
     "rate_limit_requests_per_minute": ("1", 1),
     "rate_limit_storage_uri": ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
-    "trusted_proxies": ("2", 2),
+    "trusted_proxy_addresses": ("127.0.0.1, ::1 ,127.0.0.0/8", ("127.0.0.1/32", "::1/128",
+                                                                "127.0.0.0/8")),
     "use_ssl": ("true", True),
     "ssl_keyfile": ("/etc/tls/tls.key", "/etc/tls/tls.key"),
     "ssl_certfile": ("/etc/tls/tls.crt", "/etc/tls/tls.crt"),
+    "header_read_timeout": ("2.5", 2.5),
     "web_concurrency": ("4", 4),
     "gunicorn_threads": ("16", 16),
     "max_inflight_rpcs": ("5", 5),
@@ -236,8 +241,14 @@ BAD_VALUES = [
     ("USER_SERVICE_CA_BUNDLE", {"USER_SERVICE_CA_BUNDLE": "/nonexistent/ca.pem"}),
     ("RATE_LIMIT_STORAGE_URI", {"RATE_LIMIT_STORAGE_URI": "mongodb://x"}),
     ("RATE_LIMIT_STORAGE_URI", {"RATE_LIMIT_STORAGE_URI": "localhost:6379"}),
-    ("TRUSTED_PROXIES", {"TRUSTED_PROXIES": "-1"}),
-    ("TRUSTED_PROXIES", {"TRUSTED_PROXIES": "11"}),
+    ("TRUSTED_PROXIES", {"TRUSTED_PROXIES": "1"}),  # retired: names its replacement
+    ("TRUSTED_PROXY_ADDRESSES", {"TRUSTED_PROXY_ADDRESSES": "1"}),
+    ("TRUSTED_PROXY_ADDRESSES", {"TRUSTED_PROXY_ADDRESSES": "127.0.0.1, nginx"}),
+    ("TRUSTED_PROXY_ADDRESSES", {"TRUSTED_PROXY_ADDRESSES": "127.0.0.1/33"}),
+    ("USER_SERVICE_URL", {"USER_SERVICE_URL": "http://127.0.0.1:9"}),
+    ("USER_SERVICE_ALLOW_HTTP", {"USER_SERVICE_ALLOW_HTTP": "maybe"}),
+    ("HEADER_READ_TIMEOUT", {"HEADER_READ_TIMEOUT": "0"}),
+    ("HEADER_READ_TIMEOUT", {"HEADER_READ_TIMEOUT": "301"}),
     ("WEB_CONCURRENCY", {"WEB_CONCURRENCY": "0"}),
     ("GUNICORN_THREADS", {"GUNICORN_THREADS": "0"}),
     ("MAX_INFLIGHT_RPCS", {"MAX_INFLIGHT_RPCS": "0"}),
@@ -267,6 +278,54 @@ def test_missing_key_file_names_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"^SSL_KEYFILE "):
         load_settings({"USE_SSL": "true", "SSL_CERTFILE": str(cert),
                        "SSL_KEYFILE": str(tmp_path / "missing.pem")})
+
+
+def test_plain_http_user_service_needs_the_explicit_opt_in() -> None:
+    settings = load_settings({"USER_SERVICE_URL": "http://127.0.0.1:9",
+                              "USER_SERVICE_ALLOW_HTTP": "true"})
+    assert settings.user_service_url == "http://127.0.0.1:9"
+    assert load_settings({"USER_SERVICE_URL": "https://localhost:9"}).user_service_url
+
+
+def test_retired_trusted_proxies_names_its_replacement() -> None:
+    with pytest.raises(ConfigError, match="TRUSTED_PROXY_ADDRESSES"):
+        load_settings({"TRUSTED_PROXIES": "0"})
+
+
+@pytest.mark.parametrize("env, warned", [
+    ({}, True),  # memory:// and 2 workers by default
+    ({"WEB_CONCURRENCY": "1"}, False),
+    ({"RATE_LIMIT_STORAGE_URI": "redis://127.0.0.1:6379/0"}, False),
+    ({"RATE_LIMIT_ENABLED": "false"}, False),
+])
+def test_memory_storage_with_several_workers_is_warned_about(
+        env: dict[str, str], warned: bool) -> None:
+    warnings = load_settings(env).startup_warnings()
+    assert bool(warnings) is warned
+    assert all("RATE_LIMIT_STORAGE_URI" in w and "\n" not in w for w in warnings)
+
+
+@pytest.mark.gunicorn
+def test_gunicorn_logs_the_warning_at_start(tmp_path: Path) -> None:
+    from .support.service import ServiceProcess
+
+    service = ServiceProcess(tmp_path, {"WEB_CONCURRENCY": "2", "RATE_LIMIT_ENABLED": "true",
+                                        "RABBITMQ_PORT": "1"})
+    try:
+        service.start(ready=False)
+        lines = [line for line in service.logs().splitlines()
+                 if "RATE_LIMIT_STORAGE_URI=memory://" in line]
+        assert len(lines) == 1, service.logs()  # once, from the master, not per worker
+        assert "WEB_CONCURRENCY=2" in lines[0]
+    finally:
+        service.stop()
+    quiet = ServiceProcess(tmp_path, {"WEB_CONCURRENCY": "1", "RATE_LIMIT_ENABLED": "true",
+                                      "RABBITMQ_PORT": "1"})
+    try:
+        quiet.start(ready=False)
+        assert "RATE_LIMIT_STORAGE_URI=memory://" not in quiet.logs()
+    finally:
+        quiet.stop()
 
 
 def test_config_error_is_a_value_error() -> None:

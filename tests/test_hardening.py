@@ -246,7 +246,7 @@ class TestProperty:
             {"RATE_LIMIT_ENABLED": "false"},
             {"RATE_LIMIT_ENABLED": "true", "RATE_LIMIT_REQUESTS_PER_MINUTE": "5",
              "AUTH_FAILURES_PER_MINUTE": "3"},
-            {"RATE_LIMIT_ENABLED": "true", "TRUSTED_PROXIES": "2"},
+            {"RATE_LIMIT_ENABLED": "true", "TRUSTED_PROXY_ADDRESSES": "127.0.0.1, ::1"},
         ]
         clients = []
         for variant in variants:

@@ -98,25 +98,47 @@ class TestPerKeyLimit:
             assert get(client, AGENTS).status_code == 200
         assert_rate_limited(get(client, AGENTS), limit=2)
         other = get(client, AGENTS, key="another-key")
-        assert other.status_code == 401  # its own budget: reaches authentication
-        assert other.headers["X-RateLimit-Remaining"] == "1"
+        assert other.status_code == 401  # not limited by the first key's budget
+        assert "X-RateLimit-Remaining" not in other.headers  # nor given one of its own
 
     def test_a_refused_request_costs_no_rpc(self, make_app: Callable[..., Flask],
                                             transport: FakeTransport) -> None:
-        client = limited_app(make_app, limit=1, AUTH_CACHE_TTL="0")
+        client = limited_app(make_app, limit=1)  # the key is cached once authenticated
         assert get(client, NAMESPACES).status_code == 200
         before = len(transport.published)
         for _ in range(3):
             assert get(client, NAMESPACES).status_code == 429
         assert len(transport.published) == before
 
-    def test_requests_without_a_key_are_limited_by_client_address(
-            self, make_app: Callable[..., Flask]) -> None:
-        client = limited_app(make_app, limit=2, AUTH_FAILURES_PER_MINUTE="100")
-        assert [get(client, AGENTS, key=None).status_code for _ in range(2)] == [401, 401]
-        assert_rate_limited(get(client, AGENTS, key=None), limit=2)
-        other = client.get(AGENTS, environ_base={"REMOTE_ADDR": "127.0.2.9"})
-        assert other.status_code == 401
+    def test_without_the_auth_cache_a_refused_request_costs_only_its_auth(
+            self, make_app: Callable[..., Flask], transport: FakeTransport) -> None:
+        """The limit is checked after authentication: never a cluster RPC past it."""
+        client = limited_app(make_app, limit=1, AUTH_CACHE_TTL="0")
+        assert get(client, NAMESPACES).status_code == 200
+        for _ in range(3):
+            assert get(client, NAMESPACES).status_code == 429
+        assert transport.count("cluster_namespace_requests") == 1
+        assert transport.count("cluster_auth_requests") == 4
+
+    def test_unauthenticated_requests_leave_no_limiter_state(
+            self, make_app: Callable[..., Flask], transport: FakeTransport) -> None:
+        """The old limiter kept an entry per key string tried, before authentication:
+        20,000 bad keys grew a worker by 8 MB. Now only authenticated keys get one;
+        unauthenticated traffic is bounded by the per-client guard."""
+        app = make_app(RATE_LIMIT_ENABLED="true", RATE_LIMIT_REQUESTS_PER_MINUTE="2",
+                       AUTH_FAILURES_PER_MINUTE="5")
+        client = app.test_client()
+        statuses = [get(client, AGENTS, key=f"guess-{i}").status_code for i in range(300)]
+        statuses += [get(client, AGENTS, key=None).status_code for _ in range(5)]
+        assert statuses == [401] * 5 + [429] * 300  # the blocked client, keyless too
+        storage = app.extensions[EXTENSION].storage
+        assert list(storage.storage) == [] and list(storage.events) == []
+        assert transport.count("cluster_auth_requests") == 5
+        other_client = [client.get(AGENTS, headers={"X-API-Key": API_KEY},
+                                   environ_base={"REMOTE_ADDR": "127.0.2.9"}).status_code
+                        for _ in range(3)]
+        assert other_client == [200, 200, 429]
+        assert len(storage.storage) > 0
 
     def test_disabled_means_no_limit_and_no_headers(self, make_app: Callable[..., Flask]) -> None:
         client = make_app(RATE_LIMIT_ENABLED="false", RATE_LIMIT_REQUESTS_PER_MINUTE="1",
@@ -140,11 +162,11 @@ class TestRetryAfter:
         response = get(client, AGENTS, key="uncached-key")
         assert response.status_code == 503
         assert response.headers.getlist("Retry-After") == ["5"]
-        assert response.headers["X-RateLimit-Limit"] == "5"
+        assert "X-RateLimit-Limit" not in response.headers  # never authenticated: no budget
 
     def test_the_brute_force_429_keeps_the_guards_retry_after(
             self, make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(AuthFailureGuard, "retry_after", lambda self, client: 17)
+        monkeypatch.setattr(AuthFailureGuard, "admit", lambda self, client: 17)
         client = limited_app(make_app, limit=5)
         response = get(client, AGENTS, key="any-key")
         assert response.status_code == 429
@@ -156,7 +178,10 @@ class TestRetryAfter:
         response = get(limited_app(make_app, limit=5), AGENTS, key=key)
         assert response.status_code == status
         assert "Retry-After" not in response.headers
-        assert response.headers["X-RateLimit-Remaining"] == "4"
+        if status == 200:  # only an authenticated key has a budget to report
+            assert response.headers["X-RateLimit-Remaining"] == "4"
+        else:
+            assert not any(name in response.headers for name in LIMIT_HEADERS)
 
 
 class TestUnlimitedEndpoints:
@@ -192,4 +217,6 @@ class TestKeyNeverRaw:
         keys = list(storage.events) + list(storage.storage)
         assert keys, "the limiter stored nothing"
         assert not any(secret in key or API_KEY in key for key in keys), keys
-        assert any(hashlib.sha256(secret.encode()).hexdigest() in key for key in keys), keys
+        assert any(hashlib.sha256(API_KEY.encode()).hexdigest() in key for key in keys), keys
+        # the rejected key is not stored at all, not even hashed
+        assert not any(hashlib.sha256(secret.encode()).hexdigest() in key for key in keys), keys

@@ -417,3 +417,32 @@ def test_a_failure_after_the_reply_arrived_does_not_replace_it() -> None:
     call.resolve(b'{"ok": true}')
     call.fail(BrokerUnavailable())  # e.g. the connection dropped before the waiter woke
     assert call.wait(0.1, 1) == b'{"ok": true}'
+
+
+class TestNoConsumer:
+    """A request queue nobody consumes fails at once: nothing published, no timeout."""
+
+    def test_zero_consumers_is_no_consumer_at_once(self) -> None:
+        from cluster_service.exceptions import NoConsumer
+
+        transport = FakeTransport()
+        transport.responders["q"] = silent
+        transport.consumers["q"] = 0
+        observer = RecordingObserver()
+        rpc = RpcClient(transport, peers={"q": "Onboarding Service"}, observer=observer)
+        started = time.monotonic()
+        with pytest.raises(NoConsumer) as caught:
+            rpc.call("q", {}, timeout=5)
+        assert time.monotonic() - started < 0.5
+        assert "Onboarding Service" in caught.value.message
+        assert transport.published == []
+        assert dict(observer.outcomes) == {("q", "no_consumer"): 1}
+
+    @pytest.mark.parametrize("count", [None, 1, 3], ids=["unknown", "one", "three"])
+    def test_a_consumer_or_an_unknown_count_lets_the_call_through(
+            self, count: int | None) -> None:
+        transport = FakeTransport()
+        transport.responders["q"] = echo
+        if count is not None:
+            transport.consumers["q"] = count
+        assert RpcClient(transport).call("q", {"n": 1}, timeout=2)["echo"] == 1

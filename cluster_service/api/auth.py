@@ -5,18 +5,21 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, TypeVar, cast
 
-from flask import g, request
+from flask import current_app, g, request
 
 from ..security import fingerprint
 from ..services import services
 
 API_KEY_HEADER = "X-API-Key"
+# The app extension that calls a view under the per-key rate limit (limiter.py).
+LIMITED_CALL = "cluster_limited_call"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def require_user(view: F) -> F:
-    """Authenticate the caller, then run the view.
+    """Authenticate the caller, then run the view under the per-key rate limit
+    (so only authenticated keys get limiter state).
 
     The user lands in ``g.user``.
     """
@@ -26,7 +29,11 @@ def require_user(view: F) -> F:
         key = request.headers.get(API_KEY_HEADER)
         if key:
             g.key_fp = fingerprint(key)
-        g.user = services().auth.authenticate(key, request.remote_addr)
-        return view(*args, **kwargs)
+        found = services()
+        g.user = found.auth.authenticate(key, request.remote_addr)
+        limited = current_app.extensions.get(LIMITED_CALL)
+        if limited is None:
+            return view(*args, **kwargs)
+        return limited(view, *args, **kwargs)
 
     return cast(F, wrapper)

@@ -20,6 +20,13 @@ Threading model (one instance per gunicorn worker process)
   connection change to :meth:`on_connection_change`. Both are short: they look
   up or fail pending calls and set their Events; they never block. Connection
   listeners (``add_connection_listener``) run there too and are just as short.
+* **Consumer presence** (fail fast when a peer is down): before publishing, a
+  request thread asks ``Transport.consumer_count(queue)``. That reads a cache
+  which the I/O thread fills from the broker (the consumer count of a passive
+  queue declare, refreshed about once a second while the queue is in use);
+  only a stale entry makes the request thread wait, briefly and with a
+  timeout, for the I/O thread to refresh it. A count of 0 fails the call at
+  once with :class:`NoConsumer`; an unknown count (None) lets it through.
 * ``_lock`` guards ``_pending`` and ``_connected`` together. Registering a call
   and checking that the connection is up happen under the same lock as
   "connection lost, fail everything pending", so a call is either failed by the
@@ -53,7 +60,8 @@ from typing import Any, Callable, Protocol
 
 from ..admission import Slots
 from ..context import current_request_id
-from ..exceptions import BrokerUnavailable, RemoteError, RpcError, RpcTimeout, Saturated
+from ..exceptions import (BrokerUnavailable, NoConsumer, RemoteError, RpcError, RpcTimeout,
+                          Saturated)
 from ..observer import Observer
 
 log = logging.getLogger(__name__)
@@ -93,6 +101,10 @@ class Transport(Protocol):
 
     def close(self, timeout: float) -> None:
         """Close the connection cleanly and stop the I/O thread."""
+
+    def consumer_count(self, queue: str) -> int | None:
+        """How many consumers ``queue`` has, from a cache refreshed every second or so;
+        None when unknown. Never more than a short, bounded wait."""
 
 
 class PendingCall:
@@ -139,8 +151,9 @@ class RpcClient:
     def __init__(self, transport: Transport, *, fixed_queues: tuple[str, ...] = (),
                  connect_wait: float = 5.0,
                  observer: Observer | None = None, max_reply_bytes: int = 1024 * 1024,
-                 max_inflight: int = 100000) -> None:
+                 max_inflight: int = 100000, peers: dict[str, str] | None = None) -> None:
         self._transport = transport
+        self._peers = dict(peers or {})  # request queue -> the peer's name, for NoConsumer
         self._observer = observer or Observer()
         self._slots = Slots(max_inflight, self._observer, scope="rpc")
         self._fixed_queues = frozenset(fixed_queues)
@@ -201,8 +214,9 @@ class RpcClient:
         by ``deadline`` (a ``time.monotonic()`` value; default: ``timeout`` from
         now, once the first connection attempt is done), waiting in line for one
         of the worker's ``max_inflight`` RPC slots included. Raises
-        BrokerUnavailable, Saturated (no slot before the deadline), RpcTimeout,
-        or RemoteError (reply not a JSON object).
+        BrokerUnavailable (NoConsumer when nobody consumes ``queue``), Saturated
+        (no slot before the deadline), RpcTimeout, or RemoteError (reply not a
+        JSON object).
         """
         started = time.monotonic()
         outcome = "error"
@@ -213,6 +227,9 @@ class RpcClient:
             return reply
         except RpcTimeout:
             outcome = "timeout"
+            raise
+        except NoConsumer:
+            outcome = "no_consumer"
             raise
         except BrokerUnavailable:
             outcome = "broker_unavailable"
@@ -231,6 +248,8 @@ class RpcClient:
             self._first_attempt_done.wait(self._connect_wait)
         if not self._connected:
             raise BrokerUnavailable()
+        if self._transport.consumer_count(queue) == 0:
+            raise NoConsumer(self._peers.get(queue, "the peer"))
         if deadline is None:
             deadline = time.monotonic() + timeout
         self._slots.acquire(deadline)

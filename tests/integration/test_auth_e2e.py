@@ -46,7 +46,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     service = ServiceProcess(tmp_path_factory.mktemp("auth"), {
         **queue_env(prefix), "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "4",
         "AUTH_CACHE_TTL": str(AUTH_CACHE_TTL), "AUTH_TIMEOUT": str(AUTH_TIMEOUT),
-        "USER_SERVICE_URL": stub.url, "WEBSOCKET_TIMEOUT": "5"})
+        "USER_SERVICE_URL": stub.url, "USER_SERVICE_ALLOW_HTTP": "true",
+        "WEBSOCKET_TIMEOUT": "5"})
     try:
         service.start()
         yield SimpleNamespace(service=service, peers=peers, stub=stub, prefix=prefix)

@@ -95,3 +95,35 @@ def test_serves_health_over_https(tmp_path: Path, prefix: str) -> None:
         assert_clean_stop(service)
     finally:
         service.stop()
+
+
+@pytest.mark.parametrize("path", [
+    "/api/v3.0//cluster/health",
+    "//api/v3.0/cluster/health",
+    "/api/v3.0/cluster//namespaces?agent_id=a",
+    "/api/v3.0/cluster/health/",
+], ids=["double-slash", "leading-double-slash", "double-slash-namespaces", "trailing-slash"])
+def test_path_normalisation_never_redirects(service_factory: Callable[..., ServiceProcess],
+                                            path: str) -> None:
+    """werkzeug answered ``//`` with a 308 to ``http://<Host header>/...`` and an HTML body:
+    an open redirect to any host the client names. Now: the 404 envelope."""
+    import json
+    import socket
+
+    service = service_factory(ready=False)
+    with socket.create_connection(("127.0.0.1", service.port), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: evil.example\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {line.split(":", 1)[0].lower(): line.split(":", 1)[1].strip()
+               for line in header_lines}
+    assert status_line.split()[1] == "404", raw[:300]
+    assert "location" not in headers
+    assert headers["content-type"].startswith("application/json")
+    envelope = json.loads(body)
+    assert envelope["error"] == "not_found" and envelope["success"] is False
+    assert b"evil.example" not in raw

@@ -23,6 +23,7 @@ import requests
 from ..support.peers import delete_queues, start_peers
 from ..support.prometheus import metric_sum
 from ..support.rabbitmq_admin import close_connection, service_connections
+from ..support.request_tap import RequestTap
 from ..support.service import ServiceProcess, free_port, queue_env, wait_for
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.gunicorn]
@@ -344,29 +345,24 @@ def broker() -> pika.BlockingConnection:
         connection_attempts=1, socket_timeout=5))
 
 
-def next_message(channel: Any, queue: str, timeout: float = 10) -> tuple[Any, dict[str, Any]]:
-    def get() -> Any:
-        method, properties, body = channel.basic_get(queue, auto_ack=True)
-        return (properties, json.loads(body)) if method is not None else None
-
-    return wait_for(get, timeout, interval=0.05, what=f"a message on {queue}")  # type: ignore
-
-
 def test_request_messages_carry_the_contract_properties(
         service_factory: Callable[..., ServiceProcess], prefix: str) -> None:
     """Play the peers by hand: check each request, answer auth on reply_to and the
     namespaces request on the fixed results queue (matched by request_id alone)."""
     queues = queue_env(prefix)
-    service = service_factory(WEB_CONCURRENCY="1", AUTH_TIMEOUT="4.5", WEBSOCKET_TIMEOUT="4")
-    [pid] = service.worker_pids()
     connection = broker()
     try:
-        channel = connection.channel()
+        tap = RequestTap(connection, [queues["AUTH_REQUEST_QUEUE"],
+                                      queues["NAMESPACE_REQUEST_QUEUE"]])
+        channel = tap.channel
+        service = service_factory(WEB_CONCURRENCY="1", AUTH_TIMEOUT="4.5",
+                                  WEBSOCKET_TIMEOUT="4")
+        [pid] = service.worker_pids()
         waiting = Background(lambda: service.get(
             "/namespaces", params={"agent_id": "agent-props", "cluster_id": "77"},
             headers={"X-API-Key": "props-key", "X-Request-ID": "props-trace-1"}))
 
-        properties, body = next_message(channel, queues["AUTH_REQUEST_QUEUE"])
+        properties, body = tap.next(queues["AUTH_REQUEST_QUEUE"])
         assert properties.content_type == "application/json"
         assert properties.correlation_id == body["request_id"]
         assert uuid.UUID(body["request_id"]).version == 4
@@ -392,7 +388,7 @@ def test_request_messages_carry_the_contract_properties(
             pika.BasicProperties(correlation_id=properties.correlation_id,
                                  content_type="application/json"))
 
-        properties, body = next_message(channel, queues["NAMESPACE_REQUEST_QUEUE"])
+        properties, body = tap.next(queues["NAMESPACE_REQUEST_QUEUE"])
         assert properties.headers == {"x-request-id": "props-trace-1"}
         assert properties.expiration == "4000"
         assert properties.correlation_id == body["request_id"]

@@ -1,9 +1,11 @@
-"""The shipped nginx config in front of the real gunicorn, with TRUSTED_PROXIES=1.
+"""The shipped nginx config in front of the real gunicorn, with TRUSTED_PROXY_ADDRESSES=127.0.0.1.
 
 Clients connect from different loopback addresses (127.0.0.2, 127.0.0.3), so
 "the client's address" and "nginx's address" (127.0.0.1) differ: the service
 must count failed logins per real client (the hop nginx appended), never per
-nginx and never per whatever the client wrote into X-Forwarded-For.
+nginx and never per whatever the client wrote into X-Forwarded-For. A client
+that reaches gunicorn's port directly (not from nginx's address) is counted by
+its own TCP address, whatever X-Forwarded-For it sends.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def stack(tmp_path: Path, prefix: str,
     if NGINX is None:
         pytest.fail("nginx is missing but CI is set: .ci/run should have installed it")
     peers = start_peers(prefix)
-    service = service_factory(WEB_CONCURRENCY="1", TRUSTED_PROXIES="1",
+    service = service_factory(WEB_CONCURRENCY="1", TRUSTED_PROXY_ADDRESSES="127.0.0.1",
                               RATE_LIMIT_ENABLED="true", AUTH_FAILURES_PER_MINUTE="3",
                               RATE_LIMIT_REQUESTS_PER_MINUTE="100")
     nginx = NginxProcess(tmp_path, service.port).start()
@@ -132,6 +134,30 @@ def test_the_limiter_sees_the_real_client_through_nginx(stack: Any) -> None:
               if "/agents/connected" in line or "/namespaces" in line]
     assert passed == [line["client"] for line in access]
     assert nginx.proc is not None and nginx.proc.poll() is None
+
+
+def test_a_client_that_bypasses_nginx_cannot_choose_its_address(stack: Any) -> None:
+    """Straight to gunicorn's port from 127.0.0.2 (not nginx's address), a new forged
+    X-Forwarded-For on every guess: still one client, blocked after 3 guesses. (The old
+    hop count, TRUSTED_PROXIES=1, let 60 of 60 such guesses reach the User Service.)"""
+    peers, service, _nginx = stack
+    fresh_window(4)
+    auth_before = peers.counters["requests_auth"]
+    statuses = []
+    for i in range(12):
+        conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30,
+                                          source_address=("127.0.0.2", 0))
+        try:
+            conn.request("GET", f"{BASE}/agents/connected", headers={
+                "X-API-Key": f"guess-{uuid.uuid4().hex}",
+                "X-Forwarded-For": f"127.0.{i}.{i + 1}"})
+            statuses.append(conn.getresponse().status)
+        finally:
+            conn.close()
+    assert statuses == [401] * 3 + [429] * 9
+    assert peers.counters["requests_auth"] == auth_before + 3
+    audit = [line for line in service.json_logs() if line.get("event") == "auth"]
+    assert {line["client"] for line in audit} == {"127.0.0.2"}
 
 
 def test_oversized_requests_stop_at_nginx_or_gunicorn_never_a_500(stack: Any) -> None:

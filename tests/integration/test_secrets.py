@@ -26,7 +26,8 @@ from cluster_service.security import fingerprint
 
 from ..support.peers import start_peers
 from ..support.rate_window import fresh_window
-from ..support.service import ServiceProcess, json_records, queue_env, wait_for
+from ..support.request_tap import RequestTap
+from ..support.service import ServiceProcess, json_records, queue_env
 
 pytestmark = [pytest.mark.gunicorn, pytest.mark.rabbitmq]
 
@@ -160,13 +161,12 @@ def test_no_key_ever_leaves_the_service(tmp_path: Path, prefix: str,
 
 def test_request_messages_are_transient(prefix: str,
                                         service_factory: Callable[..., ServiceProcess]) -> None:
-    """No peers: the auth request stays in its queue, where the test reads its properties."""
+    """A silent peer (the test's consumer) reads the auth request and its properties."""
     queue = queue_env(prefix)["AUTH_REQUEST_QUEUE"]
-    service = service_factory(AUTH_TIMEOUT="3", USER_SERVICE_URL="")
     connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1"))
     try:
-        channel = connection.channel()
-        channel.queue_declare(queue=queue, durable=True)
+        tap = RequestTap(connection, [queue])
+        service = service_factory(AUTH_TIMEOUT="3", USER_SERVICE_URL="")
         result: dict[str, Any] = {}
         key = f"sk-transient-{uuid.uuid4().hex}"
 
@@ -178,12 +178,7 @@ def test_request_messages_are_transient(prefix: str,
         started = time.monotonic()
         caller.start()
 
-        def one_message() -> Any:
-            method, properties, body = channel.basic_get(queue, auto_ack=True)
-            return (properties, body) if method is not None else None
-
-        properties, body = wait_for(one_message, timeout=5, interval=0.05,
-                                    what="the auth request in its queue")
+        properties, body = tap.next_raw(queue, timeout=5)
         assert properties.delivery_mode == 1
         assert properties.expiration is not None and 0 < int(properties.expiration) <= 3000
         assert properties.content_type == "application/json"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from cluster_service.config import load_settings
+from cluster_service.config import RETIRED, load_settings
 
 
 def variables_read_by_load_settings() -> set[str]:
-    """The names load_settings asks its environment for."""
+    """The names load_settings asks its environment for (retired names, refused if set, aside)."""
     read: set[str] = set()
 
     class Recording(dict[str, str]):
@@ -17,4 +17,4 @@ def variables_read_by_load_settings() -> set[str]:
             return super().get(key, default)
 
     load_settings(Recording())
-    return read
+    return read - set(RETIRED)

@@ -27,6 +27,7 @@ class FakeTransport:
         self.responders: dict[str, Responder] = {}
         self.reply_via_queue: dict[str, str] = {}
         self.rerouted: list[bytes] = []
+        self.consumers: dict[str, int] = {}  # queue -> consumer count; absent = unknown
         self.closed = False
         self._on_reply: Callable[..., ReplyOutcome] | None = None
         self._on_change: Callable[[bool], None] | None = None
@@ -70,6 +71,9 @@ class FakeTransport:
 
     def close(self, timeout: float) -> None:
         self.closed = True
+
+    def consumer_count(self, queue: str) -> int | None:
+        return self.consumers.get(queue)
 
     def count(self, queue: str) -> int:
         with self._lock:
