@@ -62,7 +62,7 @@ def build_services(settings: Settings, observer: Observer,
     """Wire the layers: transport → RPC client → auth and cluster operations."""
     if transport is None:
         from .rpc.pika_transport import PikaTransport  # the api layer never imports pika
-        transport = PikaTransport(settings)
+        transport = PikaTransport(settings, observer)
     gate = Bulkhead(settings.max_inflight_rpcs, settings.saturation_wait,
                     settings.saturation_max_wait)
     rpc = RpcClient(transport, fixed_queues=settings.result_queues,

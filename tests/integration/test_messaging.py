@@ -269,7 +269,7 @@ def test_concurrent_requests_each_get_their_own_agents_namespaces(
 def test_replies_on_fixed_queues_reach_the_right_replica(
         service_factory: Callable[..., ServiceProcess], peers: Any) -> None:
     """Two replicas share the fixed results queues: a reply consumed by the wrong
-    replica is forwarded through the fanout exchange to the one that waits for it."""
+    replica is forwarded to the reply queue of the worker that waits for it, and only there."""
     replicas = [service_factory(WEB_CONCURRENCY="2", GUNICORN_THREADS="4") for _ in range(2)]
     peers.set_reply_style("results")
 
@@ -285,7 +285,12 @@ def test_replies_on_fixed_queues_reach_the_right_replica(
     with ThreadPoolExecutor(max_workers=8) as pool:
         errors = [e for e in pool.map(one, range(60)) if e is not None]
     assert errors == []
-    assert sum(metric(r, "cluster_rpc_replies_rerouted_total") for r in replicas) > 0
+    assert sum(metric(r, "cluster_rpc_replies_rerouted_total", route="direct")
+               for r in replicas) > 0
+    assert sum(metric(r, "cluster_rpc_replies_rerouted_total", route="broadcast")
+               for r in replicas) == 0
+    assert sum(metric(r, "cluster_rpc_replies_dropped_total", reason="not_owner")
+               for r in replicas) == 0
 
 
 # -- broker connection lost under a waiting request ---------------------------------------
