@@ -15,6 +15,7 @@ from flask import Flask, current_app
 
 from .audit import audit_auth
 from .auth import Authenticator, UserServiceClient
+from .auth_events import AuthEventHandler
 from .auth_guard import AuthFailureGuard
 from .bulkhead import Bulkhead
 from .clusters import ClusterOperations
@@ -22,6 +23,7 @@ from .config import Settings
 from .exceptions import Saturated
 from .observer import Observer
 from .rpc.client import RpcClient, Transport
+from .shared_auth_cache import SharedAuthCache
 
 EXTENSION = "cluster_service"
 
@@ -70,7 +72,9 @@ def build_services(settings: Settings, observer: Observer,
                     max_reply_bytes=settings.max_reply_bytes)
     fallback = UserServiceClient(settings) if settings.user_service_url else None
     guard = AuthFailureGuard(settings)
-    auth = Authenticator(settings, rpc, fallback, observer, audit_auth, guard)
+    shared = SharedAuthCache(settings, observer) if settings.auth_cache_uri else None
+    auth = Authenticator(settings, rpc, fallback, observer, audit_auth, guard, shared)
+    transport.listen(settings.auth_events_exchange, AuthEventHandler(auth, observer))
     return Services(settings=settings, rpc=rpc, auth=auth,
                     clusters=ClusterOperations(settings, rpc, observer), gate=gate,
                     observer=observer)

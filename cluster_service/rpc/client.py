@@ -109,6 +109,10 @@ class Transport(Protocol):
     def publish(self, request: OutgoingRequest, on_failure: Callable[[str], None]) -> None:
         """Hand a request to the I/O thread; raise BrokerUnavailable if it cannot take it."""
 
+    def listen(self, exchange: str, handler: Callable[[bytes], None]) -> None:
+        """Before start: call ``handler(body)`` in the I/O thread for each message on the
+        fanout ``exchange`` (the auth events); the handler must not block or raise."""
+
     def close(self, timeout: float) -> None:
         """Close the connection cleanly and stop the I/O thread."""
 
