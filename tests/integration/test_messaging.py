@@ -20,6 +20,8 @@ import pika.exceptions
 import pytest
 import requests
 
+from cluster_service.rpc.request_ids import owner_token, reply_queue_name
+
 from ..support.peers import delete_queues, start_peers
 from ..support.prometheus import metric_sum
 from ..support.rabbitmq_admin import close_connection, service_connections
@@ -374,9 +376,10 @@ def test_request_messages_carry_the_contract_properties(
         properties, body = next_message(channel, queues["AUTH_REQUEST_QUEUE"])
         assert properties.content_type == "application/json"
         assert properties.correlation_id == body["request_id"]
-        assert uuid.UUID(body["request_id"]).version == 4
-        assert properties.reply_to.startswith("cluster_service.reply.")
-        assert f".{pid}." in properties.reply_to
+        # A version-8 id that names the worker's reply queue (request_ids.py).
+        assert uuid.UUID(body["request_id"]).version == 8
+        token = owner_token(body["request_id"])
+        assert token is not None and properties.reply_to == reply_queue_name(token)
         assert properties.expiration == str(int(4.5 * 1000))
         assert properties.delivery_mode == 1
         assert properties.app_id == "cluster_service"

@@ -25,7 +25,7 @@ def delete_queues(prefix: str) -> None:
         channel = connection.channel()
         names = queue_env(prefix)
         for variable, name in names.items():
-            if variable == "REPLY_EXCHANGE":
+            if variable.endswith("_EXCHANGE"):
                 channel.exchange_delete(name)
             else:
                 channel.queue_delete(name)
