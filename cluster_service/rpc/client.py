@@ -169,7 +169,7 @@ class RpcClient:
         self._lock = threading.Lock()
         self._pending: dict[str, PendingCall] = {}
         self._connected = False
-        self._token = ""  # the current connection's owner token (request_ids.py)
+        self._owner = ""  # the current connection's owner token (request_ids.py)
         self._first_attempt_done = threading.Event()
         self._started = False
         self._closed = False
@@ -246,7 +246,7 @@ class RpcClient:
                 raise BrokerUnavailable()
             # Minted under the lock: the token is that of the connection the call
             # is registered against, and a disconnect fails the call with it.
-            request_id = new_request_id(self._token) if self._token else str(uuid.uuid4())
+            request_id = new_request_id(self._owner) if self._owner else str(uuid.uuid4())
             call = self._pending[request_id] = PendingCall(request_id, queue)
         message = dict(payload, request_id=request_id, timestamp=time.time())
         request = OutgoingRequest(
@@ -304,8 +304,8 @@ class RpcClient:
         token = owner_token(request_id)
         if relayed:
             # Ours but finished (a forward that came late), or a broadcast copy for another.
-            return self._drop("unknown" if token == self._token else "not_owner", source_queue)
-        if not fixed or token == self._token:
+            return self._drop("unknown" if token == self._owner else "not_owner", source_queue)
+        if not fixed or token == self._owner:
             return self._drop("unknown", source_queue)
         if token is not None:
             self._observer.reply_rerouted("direct")
@@ -323,11 +323,11 @@ class RpcClient:
                                                **details})
         return DROPPED
 
-    def on_connection_change(self, connected: bool, token: str = "") -> None:
+    def on_connection_change(self, connected: bool, owner: str = "") -> None:
         """Record the connection state and its owner token; on loss fail every pending call."""
         with self._lock:
             self._connected = connected
-            self._token = token if connected else ""
+            self._owner = owner if connected else ""
         self._first_attempt_done.set()
         self._observer.broker_connected(connected)
         if not connected:
