@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import signal
 import subprocess  # nosec B404 - the test runs the operator command
 import sys
@@ -159,15 +158,25 @@ class TestTargetedForwarding:
 
 
 def busiest_worker(service: ServiceProcess, minimum: int) -> int | None:
-    """The pid of a worker holding at least ``minimum`` client connections, if any."""
-    out = subprocess.run(["ss", "-Htnp", "state", "established",  # nosec B603 B607
-                          f"( sport = :{service.port} )"],
-                         capture_output=True, text=True, check=False).stdout
-    workers = service.worker_pids()
+    """The pid of a worker holding at least ``minimum`` client connections, if any.
+
+    Read from /proc: the established TCP sockets whose local port is the service's,
+    and which worker has each socket's inode among its file descriptors.
+    """
+    established = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == service.port:
+                established.add(fields[9])
     held: dict[int, int] = {}
-    for pid in map(int, re.findall(r"pid=(\d+)", out)):
-        if pid in workers:
-            held[pid] = held.get(pid, 0) + 1
+    for pid in service.worker_pids():
+        try:
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            continue
+        held[pid] = sum(1 for link in links if link.startswith("socket:[")
+                        and link[8:-1] in established)
     best = max(held, key=held.__getitem__, default=None)
     return best if best is not None and held[best] >= minimum else None
 
