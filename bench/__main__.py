@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import report
+from bench import report, scale_out
 from bench.broker import BrokerEnv, RunNames, check_broker, delete_all
 from bench.configs import BY_NAME, CONFIGS
 from bench.load import choose_generator
@@ -63,6 +63,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(default bench/results/last.json, smoke last-smoke.json)")
     parser.add_argument("--strict", action="store_true",
                         help="exit 2 when a ratio target is missed (full runs)")
+    parser.add_argument("--scenario", choices=("default", "scale-out"), default="default",
+                        help="scale-out: R replicas x W workers with fixed-queue peers "
+                             "(bench/scale_out.py)")
+    scale_out.add_arguments(parser)
     args = parser.parse_args(argv)
     unknown = [n for n in args.only.split(",") if n and n not in BY_NAME]
     if unknown:
@@ -81,6 +85,8 @@ def _raise_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    if args.scenario == "scale-out":
+        return scale_out.main(args, _log)
     selected = [c for c in CONFIGS if not args.only or c.name in args.only.split(",")]
     options = Options(
         workers=args.workers, threads=args.threads, connections=args.connections,
