@@ -230,6 +230,7 @@ class Cell:
             "deliveries_per_reply": round(deliveries / published, 3) if published else None,
             "forwarded": delta.get("direct", 0.0), "broadcast": delta.get("broadcast", 0.0),
             "not_owner": delta.get("not_owner", 0.0), "owner_gone": delta.get("owner_gone", 0.0),
+            "saturated_503": delta.get("saturated", 0.0),
             # from cold, over the whole cell: one TTL (300 s) is longer than the cell
             "auth_rpcs_for_the_key": after.get("auth_published", 0.0),
             "peer_auth_requests": peer_auth,
@@ -241,6 +242,7 @@ def counters(text: str, names: dict[str, str]) -> dict[str, float]:
     wanted = {
         "cluster_rpc_published_total": "published",
         "cluster_rpc_replies_received_total": "received",
+        "cluster_saturated_total": "saturated",
     }
     labelled = {
         ('cluster_rpc_replies_dropped_total', 'reason="owner_gone"'): "owner_gone",
@@ -293,7 +295,7 @@ def _line(r: dict[str, Any]) -> str:
 def table(results: list[dict[str, Any]]) -> str:
     """The Markdown table for docs/performance.md, with each target's verdict."""
     lines = ["| replicas x workers | req/s | deliveries per reply | forwarded | broadcast "
-             "| not_owner | auth RPCs for the key | errors |",
+             "| not_owner | auth RPCs for the key | errors (of which saturated) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         cell = f"{r['replicas']} x {r['workers']}"
@@ -302,7 +304,8 @@ def table(results: list[dict[str, Any]]) -> str:
             continue
         lines.append(f"| {cell} | {r['rps']:.0f} | {r['deliveries_per_reply']} "
                      f"| {r['forwarded']:.0f} | {r['broadcast']:.0f} | {r['not_owner']:.0f} "
-                     f"| {r['auth_rpcs_for_the_key']:.0f} | {r['errors']} |")
+                     f"| {r['auth_rpcs_for_the_key']:.0f} "
+                     f"| {r['errors']} ({r.get('saturated_503', 0):.0f}) |")
     return "\n".join(lines)
 
 

@@ -202,6 +202,11 @@ class Authenticator:
         if self._shared is not None:
             self._shared.flush_later()
 
+    def forget_local(self) -> None:
+        """Forget this worker's own cached verdicts (auth events may have been missed)."""
+        self._valid.clear()
+        self._rejected.clear()
+
     def _validate(self, api_key: str, key: str) -> User:
         key_fp = fingerprint(api_key)
         asked_at = time.time()

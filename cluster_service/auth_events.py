@@ -12,7 +12,9 @@ adopt; ``python -m cluster_service.revoke`` publishes them by hand):
 Anything else (unknown event, bad ``user_id``, not JSON, too large) is counted
 as ``ignored`` and otherwise ignored: an event can never take a worker down.
 The handler runs in the broker's I/O thread, so it only touches memory and
-hands the Redis purge to the shared cache's own thread.
+hands the Redis purge to the shared cache's own thread. A worker whose broker
+connection was down may have missed events: on every reconnect it drops its
+own cache (``on_gap``).
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class CacheOwner(Protocol):
     def revoke_user(self, user_id: int) -> None: ...
 
     def flush(self) -> None: ...
+
+    def forget_local(self) -> None: ...
 
 
 def parse_event(body: bytes) -> AuthEvent | None:
@@ -94,3 +98,10 @@ class AuthEventHandler:
         self._observer.auth_event(event.event)
         log.info("auth event applied", extra={"event": "auth_event", "auth_event": event.event,
                                               "user_id": event.user_id})
+
+    def on_gap(self) -> None:
+        """Events may have been missed (the broker connection was down): forget this
+        worker's own cache. The shared cache was purged by the workers that got them."""
+        self._owner.forget_local()
+        log.info("auth events may have been missed while disconnected: "
+                 "this worker's auth cache was dropped", extra={"event": "auth_event_gap"})

@@ -74,7 +74,8 @@ def build_services(settings: Settings, observer: Observer,
     guard = AuthFailureGuard(settings)
     shared = SharedAuthCache(settings, observer) if settings.auth_cache_uri else None
     auth = Authenticator(settings, rpc, fallback, observer, audit_auth, guard, shared)
-    transport.listen(settings.auth_events_exchange, AuthEventHandler(auth, observer))
+    events = AuthEventHandler(auth, observer)
+    transport.listen(settings.auth_events_exchange, events, events.on_gap)
     return Services(settings=settings, rpc=rpc, auth=auth,
                     clusters=ClusterOperations(settings, rpc, observer), gate=gate,
                     observer=observer)

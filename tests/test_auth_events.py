@@ -167,3 +167,14 @@ def test_an_authenticator_without_events_keeps_working() -> None:
     auth = Authenticator(AuthHarness().settings, rpc, observer=RecordingObserver())
     auth.revoke_user(1)
     auth.flush()
+
+
+def test_a_reconnect_drops_this_workers_cache_since_events_may_have_been_missed(
+        make_app: Any, transport: FakeTransport) -> None:
+    client = make_app().test_client()
+    url = f"{BASE}/namespaces?agent_id=a1"
+    assert client.get(url, headers={"X-API-Key": API_KEY}).status_code == 200
+    transport.set_connected(False)
+    transport.set_connected(True)
+    assert client.get(url, headers={"X-API-Key": API_KEY}).status_code == 200
+    assert transport.count("cluster_auth_requests") == 2

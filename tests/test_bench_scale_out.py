@@ -17,13 +17,14 @@ cluster_rpc_replies_dropped_total{reason="not_owner"} 0.0
 cluster_rpc_replies_dropped_total{reason="unknown"} 4.0
 cluster_rpc_replies_rerouted_total{route="direct"} 83.0
 cluster_rpc_replies_rerouted_total{route="broadcast"} 1.0
+cluster_saturated_total{scope="worker"} 2.0
 """
 
 
 def test_counters_sum_the_samples_the_scenario_needs() -> None:
     assert counters(EXPOSITION, NAMES) == {
         "published": 100.0, "auth_published": 2.0, "received": 180.0, "owner_gone": 3.0,
-        "not_owner": 0.0, "direct": 83.0, "broadcast": 1.0}
+        "not_owner": 0.0, "direct": 83.0, "broadcast": 1.0, "saturated": 2.0}
 
 
 def cell(per_reply: float | None, auth: float, cache: bool = True) -> dict[str, object]:

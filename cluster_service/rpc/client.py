@@ -109,9 +109,11 @@ class Transport(Protocol):
     def publish(self, request: OutgoingRequest, on_failure: Callable[[str], None]) -> None:
         """Hand a request to the I/O thread; raise BrokerUnavailable if it cannot take it."""
 
-    def listen(self, exchange: str, handler: Callable[[bytes], None]) -> None:
+    def listen(self, exchange: str, handler: Callable[[bytes], None],
+               on_gap: Callable[[], None] | None = None) -> None:
         """Before start: call ``handler(body)`` in the I/O thread for each message on the
-        fanout ``exchange`` (the auth events); the handler must not block or raise."""
+        fanout ``exchange`` (the auth events), and ``on_gap()`` after each reconnect (what
+        was published meanwhile was missed); neither may block or raise."""
 
     def close(self, timeout: float) -> None:
         """Close the connection cleanly and stop the I/O thread."""

@@ -81,6 +81,8 @@ class PikaTransport:
         self._settings = settings
         self._observer = observer or Observer()
         self._listeners: dict[str, Callable[[bytes], None]] = {}
+        self._gap_handlers: list[Callable[[], None]] = []
+        self._ever_connected = False
         self._params = connection_parameters(settings)
         self._request_queues = (settings.auth_request_queue, settings.namespace_request_queue,
                                 settings.agents_request_queue)
@@ -104,13 +106,17 @@ class PikaTransport:
 
     # -- called from other threads ------------------------------------------
 
-    def listen(self, exchange: str, handler: Callable[[bytes], None]) -> None:
+    def listen(self, exchange: str, handler: Callable[[bytes], None],
+               on_gap: Callable[[], None] | None = None) -> None:
         """Call ``handler(body)`` in the I/O thread for every message on fanout ``exchange``.
 
-        Call before :meth:`start`. The handler must be short and must not raise
-        (an exception is logged and the message dropped).
+        Call before :meth:`start`. ``on_gap()`` is called on every reconnect: the
+        messages published while the connection was down were missed. Both must be
+        short and must not raise (an exception is logged and the message dropped).
         """
         self._listeners[exchange] = handler
+        if on_gap is not None:
+            self._gap_handlers.append(on_gap)
 
     def start(self, on_reply: Callable[..., Routing],
               on_connection_change: Callable[..., None]) -> None:
@@ -202,6 +208,10 @@ class PikaTransport:
         log.info("broker connected", extra={"event": "broker_connected",
                                             "broker": f"{self._params.host}:{self._params.port}",
                                             "reply_queue": reply_queue})
+        if self._ever_connected:
+            for on_gap in self._gap_handlers:
+                self._call_quietly(on_gap)
+        self._ever_connected = True
         # Set by start().
         assert self._on_change is not None  # nosec B101
         self._on_change(True, token)
@@ -340,11 +350,15 @@ class PikaTransport:
                   channel: BlockingChannel, method: Basic.Deliver,
                   properties: BasicProperties, body: bytes) -> None:
         """Called by pika for each message on a listener's queue; never raises."""
+        self._call_quietly(functools.partial(handler, body), exchange)
+
+    @staticmethod
+    def _call_quietly(work: Callable[[], None], exchange: str = "") -> None:
         try:
-            handler(body)
+            work()
         except Exception as error:
             log.warning("event could not be handled, dropped", extra={
-                "event": "event_unhandled", "exchange": exchange,
+                "event": "event_unhandled", "exchange": exchange or None,
                 "error_type": type(error).__name__})
 
 

@@ -31,11 +31,13 @@ class FakeTransport:
         self.rerouted: list[bytes] = []  # broadcast to the fanout exchange
         self.forwarded: list[tuple[str, bytes]] = []  # (owner's queue, body)
         self.listeners: dict[str, Callable[[bytes], None]] = {}
+        self.gap_handlers: list[Callable[[], None]] = []
         self.closed = False
         self._on_reply: Callable[..., Routing] | None = None
         self._on_change: Callable[..., None] | None = None
         self._lock = threading.Lock()
         self._connected = False
+        self._was_connected = False
 
     def start(self, on_reply: Callable[..., Routing],
               on_connection_change: Callable[..., None]) -> None:
@@ -46,6 +48,10 @@ class FakeTransport:
         self._connected = connected
         assert self._on_change is not None
         if connected:
+            if self._was_connected:
+                for on_gap in self.gap_handlers:
+                    on_gap()
+            self._was_connected = True
             self._on_change(True, self.token)
         else:
             self._on_change(False)
@@ -77,8 +83,11 @@ class FakeTransport:
             self.forwarded.append((routing.forward_to, body))
         return routing.outcome
 
-    def listen(self, exchange: str, handler: Callable[[bytes], None]) -> None:
+    def listen(self, exchange: str, handler: Callable[[bytes], None],
+               on_gap: Callable[[], None] | None = None) -> None:
         self.listeners[exchange] = handler
+        if on_gap is not None:
+            self.gap_handlers.append(on_gap)
 
     def emit(self, exchange: str, body: bytes) -> None:
         """Deliver one message from a fanout exchange, as the I/O thread would."""
