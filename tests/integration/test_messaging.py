@@ -22,7 +22,7 @@ import requests
 
 from cluster_service.rpc.request_ids import owner_token, reply_queue_name
 
-from ..support.peers import delete_queues, start_peers
+from ..support.peers import delete_queues, start_peers, wrong_namespaces
 from ..support.prometheus import metric_sum
 from ..support.rabbitmq_admin import close_connection, service_connections
 from ..support.service import ServiceProcess, free_port, queue_env, wait_for
@@ -239,14 +239,7 @@ def test_concurrent_requests_each_get_their_own_agents_namespaces(
             sessions.append(session)
         agent_id = f"demo-agent-{n % 20 + 1}"
         response = namespaces(service, agent_id, session=session, cluster_id=n)
-        if response.status_code != 200:
-            return f"{agent_id}: {response.status_code} {response.text[:200]}"
-        body = response.json()
-        teams = [ns["name"] for ns in body["namespaces"] if ns["name"].startswith("team-")]
-        if body["agent_id"] != agent_id or body["cluster_id"] != n \
-                or teams != [f"team-{agent_id}"]:
-            return f"{agent_id}: wrong body {body}"
-        return None
+        return wrong_namespaces(response, agent_id, n)
 
     for style in ("reply_to", "results"):
         peers.set_reply_style(style)

@@ -16,12 +16,13 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Iterator
 
 import pytest
 import requests
 
-from ..support.peers import start_peers
+from ..support.peers import start_peers, wrong_namespaces
 from ..support.prometheus import metric_sum
 from ..support.redis_server import REDIS_SERVER, RedisServer
 from ..support.service import REPO, ServiceProcess, queue_env, wait_for
@@ -95,15 +96,8 @@ class TestTargetedForwarding:
 
         def one(n: int) -> str | None:
             agent_id = f"demo-agent-{n % 20 + 1}"
-            response = get(replicas[n % 2], agent_id, "demo-key", cluster_id=n)
-            if response.status_code != 200:
-                return f"{agent_id}: {response.status_code} {response.text[:200]}"
-            body = response.json()
-            teams = [ns["name"] for ns in body["namespaces"] if ns["name"].startswith("team-")]
-            if body["agent_id"] != agent_id or body["cluster_id"] != n \
-                    or teams != [f"team-{agent_id}"]:
-                return f"{agent_id}: wrong body {body}"
-            return None
+            return wrong_namespaces(get(replicas[n % 2], agent_id, "demo-key", cluster_id=n),
+                                    agent_id, n)
 
         with ThreadPoolExecutor(max_workers=32) as pool:
             errors = [e for e in pool.map(one, range(200)) if e is not None]
@@ -184,62 +178,59 @@ def busiest_worker(service: ServiceProcess, minimum: int) -> int | None:
 class TestFleetWideAuthCache:
     pytestmark = needs_redis
 
-    def test_one_key_across_2x3_costs_at_most_two_auth_rpcs(
-            self, prefix: str, service_factory: Callable[..., ServiceProcess],
-            redis_server: RedisServer) -> None:
+    @pytest.fixture
+    def fleet(self, prefix: str, service_factory: Callable[..., ServiceProcess],
+              redis_server: RedisServer) -> Iterator[SimpleNamespace]:
+        """2 x 3 with the shared cache, and fixed-queue peers that know one fresh key."""
         key = f"fleet-{uuid.uuid4().hex}"
         peers = start_peers(prefix, reply_style="results", api_keys={key: user(USER_ID)})
         try:
             replicas = two_by_three(service_factory, AUTH_CACHE_TTL="300",
                                     AUTH_CACHE_URI=redis_server.url, AUTH_CACHE_SECRET=SECRET)
-            assert get(replicas[0], "demo-agent-1", key).status_code == 200
-            with ThreadPoolExecutor(max_workers=12) as pool:
-                statuses = list(pool.map(lambda n: get(replicas[n % 2], "demo-agent-2",
-                                                       key).status_code, range(90)))
-            assert statuses == [200] * 90
-            assert peers.counters["requests_auth"] <= 2
-            key_fp = fingerprint(key)
-            assert sum(len(pids_serving(r, 200, key_fp)) for r in replicas) >= 4
-            assert fleet_metric(replicas, "cluster_auth_shared_cache_total", outcome="hit") >= 3
-            names = [n.decode() for n in redis_server.client().scan_iter()]
-            assert names and not any(key in n or sha256(key) in n for n in names)
+            yield SimpleNamespace(key=key, key_fp=fingerprint(key), peers=peers,
+                                  replicas=replicas, redis=redis_server)
         finally:
             peers.stop()
 
+    def test_one_key_across_2x3_costs_at_most_two_auth_rpcs(self, fleet: SimpleNamespace) -> None:
+        key, replicas = fleet.key, fleet.replicas
+        assert get(replicas[0], "demo-agent-1", key).status_code == 200
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            statuses = list(pool.map(lambda n: get(replicas[n % 2], "demo-agent-2",
+                                                   key).status_code, range(90)))
+        assert statuses == [200] * 90
+        assert fleet.peers.counters["requests_auth"] <= 2
+        assert sum(len(pids_serving(r, 200, fleet.key_fp)) for r in replicas) >= 4
+        assert fleet_metric(replicas, "cluster_auth_shared_cache_total", outcome="hit") >= 3
+        names = [n.decode() for n in fleet.redis.client().scan_iter()]
+        assert names and not any(key in n or sha256(key) in n for n in names)
+
     def test_after_user_revoked_every_worker_asks_again_within_a_second(
-            self, prefix: str, service_factory: Callable[..., ServiceProcess],
-            redis_server: RedisServer) -> None:
-        key = f"revoke-{uuid.uuid4().hex}"
-        peers = start_peers(prefix, reply_style="results", api_keys={key: user(USER_ID)})
-        try:
-            replicas = two_by_three(service_factory, AUTH_CACHE_TTL="300",
-                                    AUTH_CACHE_URI=redis_server.url, AUTH_CACHE_SECRET=SECRET)
-            key_fp = fingerprint(key)
-            for replica in replicas:  # every worker has the key in its own cache
-                wait_for(lambda r=replica: len(pids_serving(r, 200, key_fp)) == 3
-                         if get(r, "demo-agent-1", key).status_code == 200 else False,
-                         30, interval=0, what="all three workers to serve the key")
-            del peers.config.api_keys[key]  # the User Service now rejects it...
-            assert {get(r, "demo-agent-1", key).status_code for r in replicas} == {200}
-            # ...but every worker would keep accepting it for AUTH_CACHE_TTL (300 s).
-            events_before = sum(count_auth_events(r) for r in replicas)
-            result = subprocess.run(  # nosec B603 - our own command
-                [sys.executable, "-m", "cluster_service.revoke", "--user-id", str(USER_ID)],
-                cwd=REPO, env={**os.environ, **queue_env(prefix), "RABBITMQ_HOST": "127.0.0.1"},
-                capture_output=True, text=True, timeout=30)
-            assert result.returncode == 0, result.stderr
-            assert "user_revoked" in result.stdout and key not in result.stdout
-            wait_for(lambda: sum(count_auth_events(r) for r in replicas) == events_before + 6,
-                     1.0, interval=0.02, what="all six workers to apply the event")
-            with ThreadPoolExecutor(max_workers=12) as pool:
-                statuses = list(pool.map(lambda n: get(replicas[n % 2], "demo-agent-1",
-                                                       key).status_code, range(36)))
-            assert statuses == [401] * 36
-            assert sum(len(pids_serving(r, 401, key_fp)) for r in replicas) >= 4
-            assert not any(n.startswith(b"cluster_service:auth:user:")
-                           for n in redis_server.client().scan_iter())
-        finally:
-            peers.stop()
+            self, prefix: str, fleet: SimpleNamespace) -> None:
+        key, key_fp, replicas = fleet.key, fleet.key_fp, fleet.replicas
+        for replica in replicas:  # every worker has the key in its own cache
+            wait_for(lambda r=replica: len(pids_serving(r, 200, key_fp)) == 3
+                     if get(r, "demo-agent-1", key).status_code == 200 else False,
+                     30, interval=0, what="all three workers to serve the key")
+        del fleet.peers.config.api_keys[key]  # the User Service now rejects it...
+        assert {get(r, "demo-agent-1", key).status_code for r in replicas} == {200}
+        # ...but every worker would keep accepting it for AUTH_CACHE_TTL (300 s).
+        events_before = sum(count_auth_events(r) for r in replicas)
+        result = subprocess.run(  # nosec B603 - our own command
+            [sys.executable, "-m", "cluster_service.revoke", "--user-id", str(USER_ID)],
+            cwd=REPO, env={**os.environ, **queue_env(prefix), "RABBITMQ_HOST": "127.0.0.1"},
+            capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        assert "user_revoked" in result.stdout and key not in result.stdout
+        wait_for(lambda: sum(count_auth_events(r) for r in replicas) == events_before + 6,
+                 1.0, interval=0.02, what="all six workers to apply the event")
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            statuses = list(pool.map(lambda n: get(replicas[n % 2], "demo-agent-1",
+                                                   key).status_code, range(36)))
+        assert statuses == [401] * 36
+        assert sum(len(pids_serving(r, 401, key_fp)) for r in replicas) >= 4
+        assert not any(n.startswith(b"cluster_service:auth:user:")
+                       for n in fleet.redis.client().scan_iter())
 
     def test_redis_stopped_mid_run_the_service_keeps_answering_and_recovers(
             self, prefix: str, service_factory: Callable[..., ServiceProcess],
