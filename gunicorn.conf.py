@@ -1,10 +1,17 @@
 """gunicorn settings, derived from the same validated settings as the app.
 
 Why these choices:
-* ``gthread`` workers: every cluster call blocks on two broker round trips, so
-  threads (cheap, I/O bound) rather than processes carry the concurrency.
-  Defaults: ``WEB_CONCURRENCY=2`` workers x ``GUNICORN_THREADS=8`` threads, a
-  fit for a pod with 1 CPU and 256-512 MB; raise workers with CPUs.
+* ``gthread`` workers, sized for waiting: a cluster call spends 0.2 s to a few
+  seconds waiting for the agent and a millisecond or two of CPU, so a request
+  in flight costs a blocked thread and a little memory, not a core. Defaults:
+  ``WEB_CONCURRENCY=2`` workers x ``GUNICORN_THREADS=256`` threads for a pod of
+  1 CPU and 512 MB. Little's law: 256 clients of a 1 s agent need 256 requests
+  in flight; each worker can hold all of them, because keep-alive connections
+  do not spread evenly over workers. Threads are started on demand and an idle
+  one costs ~100 KB of RSS (measured, docs/operations.md), so the ceiling is
+  cheap. A few threads per worker are never given to cluster calls
+  (``Settings.probe_threads``), so /health and /ready always find one.
+  ``worker_connections`` stays above ``threads`` so keep-alive stays on.
 * ``timeout`` and ``graceful_timeout`` exceed the longest request we can hold
   (``Settings.longest_request``: connect wait, slot waits, auth with its
   fallback, ``WEBSOCKET_TIMEOUT``), so neither gunicorn's watchdog nor a
@@ -44,6 +51,8 @@ bind = [f"{_host}:{_settings.port}"]
 worker_class = "gthread"
 workers = _settings.web_concurrency
 threads = _settings.gunicorn_threads
+# Open connections per worker; those above ``threads`` are idle keep-alive ones.
+worker_connections = max(1000, 2 * threads)
 timeout = int(_settings.longest_request + 30)
 graceful_timeout = int(_settings.longest_request + 5)
 keepalive = 5

@@ -9,13 +9,15 @@ returned to the client.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .admission import KeyedSlots
 from .auth import User
-from .bulkhead import KeyedBulkhead
+from .breaker import Breakers, Outcome
 from .config import Settings
-from .exceptions import AgentNotConnected, AgentTimeout, Forbidden, RemoteError, Saturated
+from .exceptions import AgentNotConnected, AgentTimeout, Forbidden, RemoteError, RpcTimeout
 from .observer import Observer
 from .rpc.client import RpcClient, loads_strict
 from .singleflight import SingleFlight
@@ -47,15 +49,23 @@ class ClusterOperations:
         self._settings = settings
         self._rpc = rpc
         self._observer = observer or Observer()
-        self._per_agent = KeyedBulkhead(settings.max_inflight_per_agent,
-                                        settings.saturation_wait, settings.saturation_max_wait)
+        self._per_agent: KeyedSlots[str] = KeyedSlots(settings.max_inflight_per_agent,
+                                                      self._observer, scope="agent")
+        self._breakers = Breakers(settings.breaker_failures, settings.breaker_cooldown,
+                                  self._observer, on_open=self._per_agent.wake_all,
+                                  forget_after=3 * settings.websocket_timeout
+                                  + settings.breaker_cooldown)
+        rpc.add_connection_listener(lambda up: self._breakers.reset() if up else None)
         self._namespace_flights: SingleFlight[list[Namespace]] = SingleFlight()
-        # Followers wait as long as the leader may: the per-agent slot's longest wait,
-        # the first-connection wait and the RPC timeout; else a follower could get 504
-        # while the leader still gets its answer. (The per-worker slot is taken before,
-        # outside the flight.)
-        self._flight_timeout = (settings.websocket_timeout + settings.broker_connect_wait
-                                + settings.saturation_max_wait + 1)
+        # Followers wait as long as the leader may (first-connection wait, then slot
+        # waits and the agent's answer within WEBSOCKET_TIMEOUT); else a follower
+        # could get 504 while the leader still gets its answer.
+        self._flight_timeout = settings.websocket_timeout + settings.broker_connect_wait + 1
+
+    @property
+    def breakers(self) -> Breakers:
+        """The per-agent circuit breakers of this worker."""
+        return self._breakers
 
     def list_namespaces(self, user: User, agent_id: str, cluster_id: int | None) -> list[Namespace]:
         """Namespaces of the agent's cluster. Identical concurrent requests share one RPC."""
@@ -74,20 +84,32 @@ class ClusterOperations:
             "cluster_config": {"cluster_id": cluster_id, "include_details": True},
             "user": {"id": user.id, "username": user.username},
         }
+        timeout = self._settings.websocket_timeout
+        deadline = time.monotonic() + timeout  # slot waits and the agent's answer, together
+        trial = self._breakers.before_call(agent_id)
+        # Waiting in line for a hung agent is pointless once its breaker opens; the
+        # trial call itself waits for the calls it found in flight.
+        give_up = None if trial else (lambda: self._breakers.refusal(agent_id))
+        recorded = False
         try:
-            token = self._per_agent.acquire(agent_id)
-        except Saturated:
-            self._observer.saturated("agent")
-            raise
-        try:
-            reply = self._rpc.call(self._settings.namespace_request_queue, payload,
-                                   self._settings.websocket_timeout)
+            with self._per_agent.held(agent_id, deadline, give_up):
+                outcome = Outcome.NEUTRAL
+                try:
+                    reply = self._rpc.call(self._settings.namespace_request_queue, payload,
+                                           timeout, deadline)
+                    outcome = Outcome.ANSWERED
+                    return _namespaces_of(reply, agent_id)
+                except (RpcTimeout, AgentTimeout):
+                    outcome = Outcome.TIMED_OUT
+                    raise
+                finally:
+                    # Before the slot is released: the next call in line must find
+                    # the breaker already open.
+                    self._breakers.record(agent_id, outcome, trial)
+                    recorded = True
         finally:
-            self._per_agent.release(agent_id, token)
-        _raise_for_error(reply, reply, agent_id)
-        result = _result_object(reply.get("result"))
-        _raise_for_error(result, reply, agent_id)
-        return _namespaces(result.get("namespaces"))
+            if not recorded:  # no slot before the deadline: no verdict on the agent
+                self._breakers.record(agent_id, Outcome.NEUTRAL, trial)
 
     def connected_agents(self, user: User) -> list[str]:
         """Ids of the agents connected now, sorted, without duplicates."""
@@ -134,6 +156,14 @@ def _raise_for_error(data: dict[str, Any], reply: dict[str, Any], agent_id: str)
     if code in _ERRORS_BY_CODE:
         raise _ERRORS_BY_CODE[code]()
     raise RemoteError("the agent reported an error")
+
+
+def _namespaces_of(reply: dict[str, Any], agent_id: str) -> list[Namespace]:
+    """The namespaces in a get-namespaces reply, or the mapped error."""
+    _raise_for_error(reply, reply, agent_id)
+    result = _result_object(reply.get("result"))
+    _raise_for_error(result, reply, agent_id)
+    return _namespaces(result.get("namespaces"))
 
 
 def _result_object(result: Any) -> dict[str, Any]:

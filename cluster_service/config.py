@@ -71,10 +71,11 @@ class Settings:
     ssl_certfile: str = "cert.pem"
 
     web_concurrency: int = 2
-    gunicorn_threads: int = 8
-    max_inflight_rpcs: int = 6
-    max_inflight_per_agent: int = 3
-    saturation_wait: float = 0.1
+    gunicorn_threads: int = 256
+    max_inflight_rpcs: int = 256
+    max_inflight_per_agent: int = 16
+    breaker_failures: int = 3
+    breaker_cooldown: float = 30.0
 
     max_reply_bytes: int = 1024 * 1024
 
@@ -93,19 +94,14 @@ class Settings:
     def longest_request(self) -> float:
         """The longest a cluster request can legitimately take, in seconds.
 
-        First-connection wait, two slot waits (worker, agent), the auth round trip
-        and its HTTP fallback, then the agent's answer. gunicorn's ``timeout`` and
-        ``graceful_timeout`` must exceed it, or they would cut requests that are
-        still within their own timeouts.
+        First-connection wait, the auth round trip and its HTTP fallback, then the
+        agent's answer. Waiting for a slot happens inside each call's own timeout.
+        gunicorn's ``timeout`` and ``graceful_timeout`` must exceed it, or they
+        would cut requests that are still within their own timeouts.
         """
-        return (self.broker_connect_wait + 2 * self.saturation_max_wait + self.auth_timeout
+        return (self.broker_connect_wait + self.auth_timeout
                 + (self.user_service_timeout if self.user_service_url else 0)
                 + self.websocket_timeout)
-
-    @property
-    def saturation_max_wait(self) -> float:
-        """The longest a call waits for an in-flight slot, even while slots turn over."""
-        return 20 * self.saturation_wait
 
     @property
     def result_queues(self) -> tuple[str, str, str]:
@@ -197,8 +193,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, "
                           f"got {log_level!r}")
-    threads = r.integer("GUNICORN_THREADS", 8, 1, 1000)
-    inflight = r.integer("MAX_INFLIGHT_RPCS", max(1, threads - 2), 1, 100000)
+    threads = r.integer("GUNICORN_THREADS", Settings.gunicorn_threads, 1, 2000)
     settings = Settings(
         host=r.text("HOST", Settings.host),
         port=r.integer("PORT", 8008, 1, 65535),
@@ -232,10 +227,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ssl_certfile=r.text("SSL_CERTFILE", "cert.pem"),
         web_concurrency=r.integer("WEB_CONCURRENCY", 2, 1, 256),
         gunicorn_threads=threads,
-        max_inflight_rpcs=inflight,
-        max_inflight_per_agent=r.integer("MAX_INFLIGHT_PER_AGENT", max(1, inflight // 2),
-                                         1, 100000),
-        saturation_wait=r.number("SATURATION_WAIT", 0.1, 0, 60),
+        max_inflight_rpcs=r.integer("MAX_INFLIGHT_RPCS", threads, 1, 100000),
+        max_inflight_per_agent=r.integer("MAX_INFLIGHT_PER_AGENT",
+                                         Settings.max_inflight_per_agent, 1, 100000),
+        breaker_failures=r.integer("BREAKER_FAILURES", Settings.breaker_failures, 1, 1000),
+        breaker_cooldown=r.number("BREAKER_COOLDOWN", Settings.breaker_cooldown, 0, 3600,
+                                  low_inclusive=False),
         max_reply_bytes=r.integer("MAX_REPLY_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024),
         metrics_enabled=r.boolean("METRICS_ENABLED", True),
         auth_request_queue=r.queue("AUTH_REQUEST_QUEUE", "cluster_auth_requests"),

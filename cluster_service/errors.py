@@ -18,7 +18,6 @@ from .timeutil import utc_timestamp
 
 log = logging.getLogger(__name__)
 
-RETRY_AFTER_SECONDS = 5
 
 # Most specific first: the first matching class wins.
 _DOMAIN_ERRORS: list[tuple[type[exc.ClusterServiceError], int, str]] = [
@@ -70,8 +69,8 @@ def _handle_domain(error: exc.ClusterServiceError) -> Response:
     status, code = domain_error_status(error)
     headers: dict[str, str] = {}
     if status == 503:
-        headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-    if isinstance(error, exc.TooManyAuthFailures):
+        headers["Retry-After"] = str(exc.RETRY_AFTER_SECONDS)
+    if isinstance(error, (exc.TooManyAuthFailures, exc.Saturated)):
         headers["Retry-After"] = str(error.retry_after)
     message = error.message if status != 500 else "Internal server error"
     return error_response(status, code, message, headers)

@@ -7,6 +7,9 @@ they never hold an API key, a message body or an exception's text.
 
 from __future__ import annotations
 
+# What a 503 tells a client to wait before trying again, unless the error knows better.
+RETRY_AFTER_SECONDS = 5
+
 
 class ClusterServiceError(Exception):
     """Base of every error this service raises on purpose."""
@@ -57,9 +60,19 @@ class BrokerUnavailable(RpcError):
 
 
 class Saturated(RpcError):
-    """Too many RPCs are stuck in this worker (or for this agent) to accept another one now."""
+    """No slot for this call before its deadline: every thread or slot it needs is taken."""
 
     message = "Service is saturated, retry later"
+    retry_after = RETRY_AFTER_SECONDS
+
+
+class AgentUnresponsive(Saturated):
+    """The agent's calls timed out repeatedly; its breaker is open, so this call fails fast."""
+
+    def __init__(self, agent_id: object, retry_after: int) -> None:
+        super().__init__(f"Agent {agent_id} is not responding; calls to it are paused, "
+                         f"retry in {retry_after} seconds")
+        self.retry_after = retry_after
 
 
 class RpcTimeout(RpcError):

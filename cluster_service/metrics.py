@@ -49,8 +49,14 @@ AUTH_EVENTS = Counter("cluster_auth_events_total",
 AUTH_SHARED_CACHE = Counter("cluster_auth_shared_cache_total",
                             "Shared (Redis) auth cache look-ups: hit, miss, error", ["outcome"])
 SATURATED = Counter("cluster_saturated_total",
-                    "Cluster calls refused (503) because their slots were held by stuck calls",
-                    ["scope"])
+                    "Cluster calls refused (503): no thread, RPC or agent slot in time, "
+                    "or the agent's breaker open", ["scope"])
+BREAKER_OPEN = Gauge("cluster_agent_breaker_open",
+                     "Agents whose circuit breaker is open or half-open, in this worker",
+                     multiprocess_mode="livesum")
+BREAKER_TRANSITIONS = Counter("cluster_agent_breaker_transitions_total",
+                              "Agent circuit breaker state changes, by the state entered",
+                              ["state"])
 RPC_INFLIGHT = Gauge("cluster_rpc_inflight", "RPCs waiting for a reply",
                      multiprocess_mode="livesum")
 BROKER_CONNECTED = Gauge("cluster_broker_connected",
@@ -93,6 +99,11 @@ class PrometheusObserver(Observer):
 
     def saturated(self, scope: str) -> None:
         SATURATED.labels(scope).inc()
+
+    def breaker_changed(self, agent_id: str, state: str, open_count: int) -> None:
+        # No agent_id label: clients choose agent ids, and must not create series at will.
+        BREAKER_TRANSITIONS.labels(state).inc()
+        BREAKER_OPEN.set(open_count)
 
 
 _request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}

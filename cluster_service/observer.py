@@ -39,7 +39,12 @@ class Observer:
         """This worker's broker connection went up (True) or down (False)."""
 
     def saturated(self, scope: str) -> None:
-        """A call was refused because its slots were held by stuck calls: worker or agent."""
+        """A call was refused with 503: no thread (worker), no RPC slot (rpc) or agent slot
+        (agent) before its deadline, or the agent's breaker is open (breaker)."""
+
+    def breaker_changed(self, agent_id: str, state: str, open_count: int) -> None:
+        """An agent's breaker went to ``state`` (open, half_open, closed); ``open_count``
+        agents of this worker are isolated now."""
 
     def auth_outcome(self, outcome: str) -> None:
         """An authentication ended: valid, rejected, cached, fallback, error."""

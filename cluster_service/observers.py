@@ -17,7 +17,7 @@ from .observer import Observer
 
 
 class LoggingObserver(Observer):
-    """Logs RPC outcomes (DEBUG when ok, WARNING otherwise) and broker up/down transitions."""
+    """Logs RPC outcomes (DEBUG when ok, WARNING otherwise), breaker and broker transitions."""
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self._log = logger or logging.getLogger("cluster_service.rpc")
@@ -33,6 +33,12 @@ class LoggingObserver(Observer):
         self._log.log(level, "rpc %s", outcome, extra={
             "event": "rpc", "queue": queue, "outcome": outcome,
             "duration_ms": round(seconds * 1000, 2)})
+
+    def breaker_changed(self, agent_id: str, state: str, open_count: int) -> None:
+        level = logging.WARNING if state == "open" else logging.INFO
+        self._log.log(level, "agent breaker %s", state, extra={
+            "event": "agent_breaker", "agent_id": agent_id, "state": state,
+            "open_breakers": open_count})
 
     def broker_connected(self, connected: bool) -> None:
         # The transport reports every attempt; only a change of state is worth a line.
@@ -97,3 +103,7 @@ class CompositeObserver(Observer):
     def saturated(self, scope: str) -> None:
         for observer in self.observers:
             observer.saturated(scope)
+
+    def breaker_changed(self, agent_id: str, state: str, open_count: int) -> None:
+        for observer in self.observers:
+            observer.breaker_changed(agent_id, state, open_count)

@@ -7,9 +7,7 @@ which is always after fork.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 from flask import Flask, current_app
 
@@ -17,10 +15,8 @@ from .audit import audit_auth
 from .auth import Authenticator, UserServiceClient
 from .auth_events import AuthEventHandler
 from .auth_guard import AuthFailureGuard
-from .bulkhead import Bulkhead
 from .clusters import ClusterOperations
 from .config import Settings
-from .exceptions import Saturated
 from .observer import Observer
 from .rpc.client import RpcClient, Transport
 from .shared_auth_cache import SharedAuthCache
@@ -36,27 +32,7 @@ class Services:
     rpc: RpcClient
     auth: Authenticator
     clusters: ClusterOperations
-    gate: Bulkhead
     observer: Observer
-
-    @contextmanager
-    def admitted(self) -> Iterator[None]:
-        """Hold one of this worker's cluster-call slots for the duration of a request.
-
-        The bound is on requests, not only on RPCs: a request that waits on
-        another's RPC (single flight) or on the auth fallback holds a thread just
-        the same. ``MAX_INFLIGHT_RPCS`` (threads - 2 by default) therefore keeps
-        threads free for probes whatever the cluster calls are stuck on.
-        """
-        try:
-            token = self.gate.acquire()
-        except Saturated:
-            self.observer.saturated("worker")
-            raise
-        try:
-            yield
-        finally:
-            self.gate.release(token)
 
 
 def build_services(settings: Settings, observer: Observer,
@@ -65,11 +41,10 @@ def build_services(settings: Settings, observer: Observer,
     if transport is None:
         from .rpc.pika_transport import PikaTransport  # the api layer never imports pika
         transport = PikaTransport(settings, observer)
-    gate = Bulkhead(settings.max_inflight_rpcs, settings.saturation_wait,
-                    settings.saturation_max_wait)
     rpc = RpcClient(transport, fixed_queues=settings.result_queues,
                     connect_wait=settings.broker_connect_wait, observer=observer,
-                    max_reply_bytes=settings.max_reply_bytes)
+                    max_reply_bytes=settings.max_reply_bytes,
+                    max_inflight=settings.max_inflight_rpcs)
     fallback = UserServiceClient(settings) if settings.user_service_url else None
     guard = AuthFailureGuard(settings)
     shared = SharedAuthCache(settings, observer) if settings.auth_cache_uri else None
@@ -77,7 +52,7 @@ def build_services(settings: Settings, observer: Observer,
     events = AuthEventHandler(auth, observer)
     transport.listen(settings.auth_events_exchange, events, events.on_gap)
     return Services(settings=settings, rpc=rpc, auth=auth,
-                    clusters=ClusterOperations(settings, rpc, observer), gate=gate,
+                    clusters=ClusterOperations(settings, rpc, observer),
                     observer=observer)
 
 

@@ -221,43 +221,37 @@ class TestAgentErrors:
 
 
 class TestWorkerBound:
-    """MAX_INFLIGHT_RPCS bounds requests, not only RPCs: followers of a hung flight count."""
+    """MAX_INFLIGHT_RPCS bounds RPCs waiting for a reply; a call past it waits in line."""
 
-    def test_followers_of_a_hung_flight_fill_the_bound_then_calls_get_503(
+    def test_a_call_past_the_rpc_slots_waits_for_one_instead_of_503(
             self, make_app: Callable[..., Flask], transport: FakeTransport) -> None:
-        import threading
-        import time
+        from concurrent.futures import ThreadPoolExecutor
 
         from .support.service import wait_for
 
-        transport.responders["cluster_namespace_requests"] = silent
-        app = make_app(MAX_INFLIGHT_RPCS="2", SATURATION_WAIT="0.05", WEBSOCKET_TIMEOUT="3")
-        gate = app.extensions["cluster_service"].gate
-        client = app.test_client()
-        client.get(f"{BASE}/agents/connected", headers={"X-API-Key": API_KEY})  # warm auth
-        hung = [threading.Thread(target=get_namespaces, args=(app.test_client(), "agent-h"))
-                for _ in range(2)]  # identical: one leader, one follower
-        for thread in hung:
-            thread.start()
-        wait_for(lambda: gate.held == 2, 2, what="leader and follower admitted")
-        started = time.monotonic()
-        response = get_namespaces(client, "agent-other")
-        assert_error(response, 503, "service_unavailable")
-        assert response.headers["Retry-After"]
-        assert time.monotonic() - started < 1.5  # refused once the holders look stuck
-        for thread in hung:
-            thread.join(10)
-        assert gate.held == 0
+        transport.responders["cluster_namespace_requests"] = lambda body: [
+            ({"request_id": body["request_id"], "agent_id": body["agent_id"], "error": None,
+              "result": {"namespaces": []}}, 0.6)]
+        app = make_app(MAX_INFLIGHT_RPCS="2", WEBSOCKET_TIMEOUT="5")
+        rpc = app.extensions["cluster_service"].rpc
+        app.test_client().get(f"{BASE}/agents/connected", headers={"X-API-Key": API_KEY})
+        with ThreadPoolExecutor(3) as pool:
+            futures = [pool.submit(get_namespaces, app.test_client(), f"agent-{i}")
+                       for i in range(3)]
+            wait_for(lambda: rpc._slots.held == 2 and rpc._slots.waiting == 1, 2,
+                     what="two RPCs in flight and one call in line")
+            assert [f.result(10).status_code for f in futures] == [200, 200, 200]
+        assert rpc._slots.held == 0
 
     def test_the_slot_is_released_after_every_outcome(
             self, make_app: Callable[..., Flask], transport: FakeTransport) -> None:
         transport.responders["cluster_namespace_requests"] = silent
         app = make_app(WEBSOCKET_TIMEOUT="0.2")
-        gate = app.extensions["cluster_service"].gate
+        rpc = app.extensions["cluster_service"].rpc
         client = app.test_client()
         assert client.get(f"{BASE}/agents/connected",
                           headers={"X-API-Key": API_KEY}).status_code == 200
         assert_error(get_namespaces(client, "agent-silent"), 504, "agent_timeout")
         assert client.get(f"{BASE}/agents/connected",
                           headers={"X-API-Key": "wrong"}).status_code == 401
-        assert gate.held == 0
+        assert rpc._slots.held == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -12,8 +13,8 @@ import pytest
 from cluster_service.auth import User
 from cluster_service.clusters import ClusterOperations, Namespace
 from cluster_service.config import load_settings
-from cluster_service.exceptions import (AgentNotConnected, AgentTimeout, BrokerUnavailable,
-                                        Forbidden, RemoteError, Saturated)
+from cluster_service.exceptions import (AgentNotConnected, AgentTimeout, AgentUnresponsive,
+                                        Forbidden, RemoteError, RpcTimeout, Saturated)
 from cluster_service.rpc.client import Routing, RpcClient
 
 from .support.fake_transport import FakeTransport
@@ -241,7 +242,7 @@ class TestNamespacesConcurrency:
             timer.join()
 
     def test_a_stuck_agent_does_not_block_other_agents(self) -> None:
-        h = Harness(MAX_INFLIGHT_PER_AGENT="1", SATURATION_WAIT="0.05", WEBSOCKET_TIMEOUT="5")
+        h = Harness(MAX_INFLIGHT_PER_AGENT="1", WEBSOCKET_TIMEOUT="1")
 
         def by_agent(body: dict[str, Any]) -> list[tuple[Any, float]] | None:
             if body["agent_id"] == "stuck":
@@ -249,15 +250,119 @@ class TestNamespacesConcurrency:
             return [({"request_id": body["request_id"], **ok({"namespaces": [NS]})}, 0)]
 
         h.transport.responders[NS_QUEUE] = by_agent
-        with ThreadPoolExecutor(max_workers=1) as pool:
+        with ThreadPoolExecutor(max_workers=2) as pool:
             stuck = pool.submit(h.ops.list_namespaces, USER, "stuck", 1)
             wait_for(lambda: h.rpc.pending_count == 1, 2, what="the stuck call")
-            with pytest.raises(Saturated):
-                h.ops.list_namespaces(USER, "stuck", 2)
+            in_line = pool.submit(h.ops.list_namespaces, USER, "stuck", 2)
             assert h.ops.list_namespaces(USER, "healthy", 1)[0].name == "default"
-            h.rpc.close()
-            with pytest.raises(BrokerUnavailable):
+            with pytest.raises(RpcTimeout):
                 stuck.result(5)
+            # It waited in line for the whole of its own budget, not 100 ms.
+            with pytest.raises((Saturated, RpcTimeout)):
+                in_line.result(5)
+        assert h.transport.count(NS_QUEUE) <= 3
+
+
+class TestBreaker:
+    """A hung agent's calls fail fast once its breaker opens; a slow one is served."""
+
+    @staticmethod
+    def harness(latency: dict[str, float | None]) -> Harness:
+        h = Harness(WEBSOCKET_TIMEOUT="0.3", BREAKER_FAILURES="2", BREAKER_COOLDOWN="60")
+
+        def by_agent(body: dict[str, Any]) -> list[tuple[Any, float]] | None:
+            delay = latency[body["agent_id"]]
+            if delay is None:
+                return None
+            return [({"request_id": body["request_id"], **ok({"namespaces": [NS]})}, delay)]
+
+        h.transport.responders[NS_QUEUE] = by_agent
+        return h
+
+    def test_timeouts_in_a_row_open_it_and_the_next_call_fails_fast(self) -> None:
+        h = self.harness({"hung": None, "healthy": 0.0})
+        for cluster in (1, 2):
+            with pytest.raises(RpcTimeout):
+                h.ops.list_namespaces(USER, "hung", cluster)
+        published = h.transport.count(NS_QUEUE)
+        started = time.monotonic()
+        with pytest.raises(AgentUnresponsive) as refused:
+            h.ops.list_namespaces(USER, "hung", 3)
+        assert time.monotonic() - started < 0.1
+        assert refused.value.retry_after > 0
+        assert h.transport.count(NS_QUEUE) == published  # the agent was not asked again
+        assert h.ops.list_namespaces(USER, "healthy", 1)[0].name == "default"
+
+    def test_slow_answers_within_the_timeout_never_open_it(self) -> None:
+        h = self.harness({"slow": 0.2})
+        for cluster in range(5):
+            assert h.ops.list_namespaces(USER, "slow", cluster)[0].name == "default"
+        assert h.ops.breakers.open_count == 0
+
+    def test_errors_from_a_live_agent_do_not_open_it(self) -> None:
+        h = Harness(BREAKER_FAILURES="1")
+        for _ in range(3):
+            with pytest.raises(AgentNotConnected):
+                h.list_namespaces({"agent_id": "agent-1", "result": None,
+                                   "error": "gone", "error_code": "agent_not_connected"})
+        assert h.ops.breakers.open_count == 0
+
+    def test_the_peer_saying_agent_timeout_counts_as_a_timeout(self) -> None:
+        h = Harness(BREAKER_FAILURES="2")
+        for _ in range(2):
+            with pytest.raises(AgentTimeout):
+                h.list_namespaces({"agent_id": "agent-1", "result": None, "error": "late",
+                                   "error_code": "agent_timeout"})
+        with pytest.raises(AgentUnresponsive):
+            h.list_namespaces(ok({"namespaces": [NS]}))
+
+    def test_calls_waiting_in_line_give_up_when_it_opens(self) -> None:
+        h = Harness(WEBSOCKET_TIMEOUT="1", BREAKER_FAILURES="1", MAX_INFLIGHT_PER_AGENT="1")
+        h.transport.responders[NS_QUEUE] = lambda body: None
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            first = pool.submit(h.ops.list_namespaces, USER, "hung", 1)
+            wait_for(lambda: h.rpc.pending_count == 1, 2, what="the first call in flight")
+            second = pool.submit(h.ops.list_namespaces, USER, "hung", 2)
+            with pytest.raises(RpcTimeout):
+                first.result(5)
+            ended = time.monotonic()
+            with pytest.raises(AgentUnresponsive):
+                second.result(5)
+            assert time.monotonic() - ended < 0.5  # woken, not left to its own deadline
+        assert h.transport.count(NS_QUEUE) == 1
+
+    def test_a_broker_reconnect_forgets_the_breakers(self) -> None:
+        # Timeouts over a silently dead connection prove nothing about the agents.
+        h = self.harness({"agent-1": None})
+        for cluster in (1, 2):
+            with pytest.raises(RpcTimeout):
+                h.ops.list_namespaces(USER, "agent-1", cluster)
+        assert h.ops.breakers.open_count == 1
+        h.transport.set_connected(False)
+        assert h.ops.breakers.open_count == 1
+        h.transport.set_connected(True)
+        assert h.ops.breakers.open_count == 0
+
+    def test_after_the_cool_down_one_answer_closes_it(self) -> None:
+        latency: dict[str, float | None] = {"flaky": None}
+        h = self.harness(latency)
+        h.ops.breakers.cooldown = 0.2
+        for cluster in (1, 2):
+            with pytest.raises(RpcTimeout):
+                h.ops.list_namespaces(USER, "flaky", cluster)
+        with pytest.raises(AgentUnresponsive):
+            h.ops.list_namespaces(USER, "flaky", 3)
+        latency["flaky"] = 0.0
+        wait_for(lambda: _served(h, "flaky"), 3, what="the trial call after the cool-down")
+        assert h.ops.breakers.open_count == 0
+        assert h.ops.list_namespaces(USER, "flaky", 4)[0].name == "default"
+
+
+def _served(h: Harness, agent_id: str) -> bool:
+    try:
+        return bool(h.ops.list_namespaces(USER, agent_id, 9))
+    except AgentUnresponsive:
+        return False
 
 
 class TestConnectedAgents:

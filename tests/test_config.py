@@ -50,10 +50,11 @@ DEFAULTS: dict[str, Any] = {
     "ssl_keyfile": "key.pem",
     "ssl_certfile": "cert.pem",
     "web_concurrency": 2,
-    "gunicorn_threads": 8,
-    "max_inflight_rpcs": 6,
-    "max_inflight_per_agent": 3,
-    "saturation_wait": 0.1,
+    "gunicorn_threads": 256,
+    "max_inflight_rpcs": 256,
+    "max_inflight_per_agent": 16,
+    "breaker_failures": 3,
+    "breaker_cooldown": 30.0,
     "max_reply_bytes": 1048576,
     "metrics_enabled": True,
     "auth_request_queue": "cluster_auth_requests",
@@ -103,7 +104,8 @@ OVERRIDES: dict[str, tuple[str, Any]] = {
     "gunicorn_threads": ("16", 16),
     "max_inflight_rpcs": ("5", 5),
     "max_inflight_per_agent": ("2", 2),
-    "saturation_wait": ("0", 0.0),
+    "breaker_failures": ("5", 5),
+    "breaker_cooldown": ("2.5", 2.5),
     "max_reply_bytes": ("2048", 2048),
     "metrics_enabled": ("false", False),
     "auth_request_queue": ("a.req", "a.req"),
@@ -171,11 +173,19 @@ def test_explicit_log_level_wins_over_debug() -> None:
     assert load_settings({"DEBUG": "true", "LOG_LEVEL": "error"}).log_level == "ERROR"
 
 
-def test_inflight_defaults_follow_the_thread_count() -> None:
-    settings = load_settings({"GUNICORN_THREADS": "2"})
-    assert (settings.max_inflight_rpcs, settings.max_inflight_per_agent) == (1, 1)
-    settings = load_settings({"GUNICORN_THREADS": "20"})
-    assert (settings.max_inflight_rpcs, settings.max_inflight_per_agent) == (18, 9)
+def test_rpc_slots_default_to_the_thread_count() -> None:
+    assert load_settings({"GUNICORN_THREADS": "20"}).max_inflight_rpcs == 20
+    assert load_settings({}).max_inflight_rpcs == 256
+
+
+def test_the_longest_request_is_its_timeouts_without_slot_waits() -> None:
+    settings = load_settings({"BROKER_CONNECT_WAIT": "2", "AUTH_TIMEOUT": "3",
+                              "WEBSOCKET_TIMEOUT": "7"})
+    assert settings.longest_request == 12
+    with_fallback = load_settings({"BROKER_CONNECT_WAIT": "2", "AUTH_TIMEOUT": "3",
+                                   "WEBSOCKET_TIMEOUT": "7", "USER_SERVICE_TIMEOUT": "4",
+                                   "USER_SERVICE_URL": "https://127.0.0.1:9"})
+    assert with_fallback.longest_request == 16
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -218,7 +228,8 @@ BAD_VALUES = [
     ("AUTH_FAILURES_PER_MINUTE", {"AUTH_FAILURES_PER_MINUTE": "0"}),
     ("USER_SERVICE_TIMEOUT", {"USER_SERVICE_TIMEOUT": "0"}),
     ("BROKER_CONNECT_WAIT", {"BROKER_CONNECT_WAIT": "61"}),
-    ("SATURATION_WAIT", {"SATURATION_WAIT": "-1"}),
+    ("BREAKER_FAILURES", {"BREAKER_FAILURES": "0"}),
+    ("BREAKER_COOLDOWN", {"BREAKER_COOLDOWN": "0"}),
     ("MAX_REPLY_BYTES", {"MAX_REPLY_BYTES": "10"}),
     ("DEBUG", {"DEBUG": "maybe"}),
     ("RATE_LIMIT_ENABLED", {"RATE_LIMIT_ENABLED": "2"}),

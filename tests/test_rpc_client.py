@@ -252,7 +252,7 @@ class TestUnroutableReplies:
         call = PendingCall("id", QUEUE)
         assert call.resolve(b"first") is True
         assert call.resolve(b"second") is False
-        assert call.wait(0) == b"first"
+        assert call.wait(0, 1) == b"first"
 
 
 class TestTimeouts:
@@ -461,4 +461,4 @@ def test_a_failure_after_the_reply_arrived_does_not_replace_it() -> None:
     call = PendingCall("id", QUEUE)
     call.resolve(b'{"ok": true}')
     call.fail(BrokerUnavailable())  # e.g. the connection dropped before the waiter woke
-    assert call.wait(0.1) == b'{"ok": true}'
+    assert call.wait(0.1, 1) == b'{"ok": true}'

@@ -4,7 +4,8 @@ Each gunicorn thread owns its own ``BlockingConnection`` (pika's blocking
 connection is not thread-safe) and consumes RabbitMQ's direct reply-to
 pseudo-queue on the same channel it publishes from: consume before publishing,
 auto-ack, as the direct reply-to rules require. No auth, no limiter, no cache.
-The request queue is answered by ``bench.responder``.
+``/`` asks ``bench.responder`` (the fast floor); ``/namespaces`` asks the stand-in
+peers' namespace queue, like the service (the slow-agents anchor).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import uuid
 from typing import Any
 
 import pika
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import AMQPError
 
@@ -77,6 +78,36 @@ def _rpc() -> ThreadRpc:
     if rpc is None or not rpc.connection.is_open:
         rpc = _local.rpc = ThreadRpc()
     return rpc
+
+
+@app.get("/namespaces")
+def namespaces() -> tuple[Response, int]:
+    """One get-namespaces round trip to the stand-in peers, their namespaces returned as is.
+
+    The slow-agents anchor: the same peers and request as the service, none of its
+    layers (no auth, limiter, admission, breaker, schema, access line or metrics).
+    """
+    agent_id = request.args.get("agent_id", "")
+    cluster_id = request.args.get("cluster_id", type=int)
+    payload = {"request_id": uuid.uuid4().hex, "timestamp": time.time(),
+               "command": "get-namespaces", "agent_id": agent_id, "cluster_id": cluster_id,
+               "cluster_config": {"cluster_id": cluster_id, "include_details": True},
+               "user": {"id": 1, "username": "bench"}}
+    try:
+        reply = json.loads(_rpc().call(payload))
+    except RpcTimeout:
+        return jsonify(success=False, error="agent_timeout"), 504
+    except AMQPError:
+        _local.rpc = None  # reconnect on the next request
+        return jsonify(success=False, error="broker"), 503
+    result = reply.get("result")
+    if isinstance(result, str):
+        result = json.loads(result)
+    if reply.get("error") or not isinstance(result, dict):
+        return jsonify(success=False, error="agent_error"), 502
+    items = result.get("namespaces", [])
+    return jsonify(success=True, agent_id=agent_id, cluster_id=cluster_id,
+                   namespaces=items, total_count=len(items)), 200
 
 
 @app.get("/")

@@ -16,7 +16,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def require_user(view: F) -> F:
-    """Admit the call (bounded per worker), authenticate the caller, then run the view.
+    """Authenticate the caller, then run the view.
 
     The user lands in ``g.user``.
     """
@@ -26,9 +26,7 @@ def require_user(view: F) -> F:
         key = request.headers.get(API_KEY_HEADER)
         if key:
             g.key_fp = fingerprint(key)
-        found = services()
-        with found.admitted():
-            g.user = found.auth.authenticate(key, request.remote_addr)
-            return view(*args, **kwargs)
+        g.user = services().auth.authenticate(key, request.remote_addr)
+        return view(*args, **kwargs)
 
     return cast(F, wrapper)

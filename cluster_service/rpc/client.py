@@ -8,14 +8,18 @@ the real broker.
 Threading model (one instance per gunicorn worker process)
 -----------------------------------------------------------
 * **Request threads** (gunicorn's gthread pool) call :meth:`RpcClient.call`.
-  Each call creates one :class:`PendingCall` (an Event plus a result slot),
-  registers it in ``_pending`` under ``_lock``, asks the transport to publish,
-  and blocks on the Event with the call's timeout. Request threads never touch
-  pika objects; ``Transport.publish`` only hands a closure to the I/O thread.
+  Each call first takes one of the worker's RPC slots (``admission.Slots``,
+  ``MAX_INFLIGHT_RPCS``: it bounds the memory replies can hold), waiting in
+  line no later than the call's deadline. It then creates one
+  :class:`PendingCall` (an Event plus a result slot), registers it in
+  ``_pending`` under ``_lock``, asks the transport to publish, and blocks on
+  the Event until the deadline. Request threads never touch pika objects;
+  ``Transport.publish`` only hands a closure to the I/O thread.
 * **The I/O thread** (owned by the transport) is the only thread that touches
   the pika connection. It delivers every reply to :meth:`on_reply` and every
   connection change to :meth:`on_connection_change`. Both are short: they look
-  up or fail pending calls and set their Events; they never block.
+  up or fail pending calls and set their Events; they never block. Connection
+  listeners (``add_connection_listener``) run there too and are just as short.
 * ``_lock`` guards ``_pending`` and ``_connected`` together. Registering a call
   and checking that the connection is up happen under the same lock as
   "connection lost, fail everything pending", so a call is either failed by the
@@ -48,14 +52,16 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import math
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from ..admission import Slots
 from ..context import current_request_id
-from ..exceptions import BrokerUnavailable, RemoteError, RpcError, RpcTimeout
+from ..exceptions import BrokerUnavailable, RemoteError, RpcError, RpcTimeout, Saturated
 from ..observer import Observer
 from .request_ids import is_legacy_id, new_request_id, owner_token, reply_queue_name
 
@@ -146,9 +152,9 @@ class PendingCall:
         self._error = error
         self._event.set()
 
-    def wait(self, timeout: float) -> bytes:
-        """Block until resolved, failed, or ``timeout`` seconds passed."""
-        if not self._event.wait(timeout):
+    def wait(self, seconds: float, timeout: float) -> bytes:
+        """Block until resolved, failed, or ``seconds`` passed (``timeout``: the call's budget)."""
+        if not self._event.wait(seconds):
             raise RpcTimeout(timeout)
         if self._error is not None:
             raise self._error
@@ -162,11 +168,13 @@ class RpcClient:
 
     def __init__(self, transport: Transport, *, fixed_queues: tuple[str, ...] = (),
                  connect_wait: float = 5.0,
-                 observer: Observer | None = None, max_reply_bytes: int = 1024 * 1024) -> None:
+                 observer: Observer | None = None, max_reply_bytes: int = 1024 * 1024,
+                 max_inflight: int = 100000) -> None:
         self._transport = transport
+        self._observer = observer or Observer()
+        self._slots = Slots(max_inflight, self._observer, scope="rpc")
         self._fixed_queues = frozenset(fixed_queues)
         self._connect_wait = connect_wait
-        self._observer = observer or Observer()
         self._max_reply_bytes = max_reply_bytes
         self._lock = threading.Lock()
         self._pending: dict[str, PendingCall] = {}
@@ -175,6 +183,12 @@ class RpcClient:
         self._first_attempt_done = threading.Event()
         self._started = False
         self._closed = False
+        self._listeners: list[Callable[[bool], None]] = []
+
+    def add_connection_listener(self, listener: Callable[[bool], None]) -> None:
+        """Call ``listener(connected)`` on every connection change (in the I/O thread:
+        it must be short and must not block)."""
+        self._listeners.append(listener)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -209,18 +223,21 @@ class RpcClient:
 
     # -- request side (request threads) -------------------------------------
 
-    def call(self, queue: str, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
+    def call(self, queue: str, payload: dict[str, Any], timeout: float,
+             deadline: float | None = None) -> dict[str, Any]:
         """Publish ``payload`` to ``queue`` and return the reply body as a dict.
 
-        ``request_id`` and ``timestamp`` are added to the payload. Raises
-        BrokerUnavailable, RpcTimeout, or RemoteError (reply not a JSON object).
-        Concurrency is bounded above this layer (``Services.admitted``, per agent
-        in ``clusters.py``), where a waiting request is known, not just an RPC.
+        ``request_id`` and ``timestamp`` are added to the payload. The call ends
+        by ``deadline`` (a ``time.monotonic()`` value; default: ``timeout`` from
+        now, once the first connection attempt is done), waiting in line for one
+        of the worker's ``max_inflight`` RPC slots included. Raises
+        BrokerUnavailable, Saturated (no slot before the deadline), RpcTimeout,
+        or RemoteError (reply not a JSON object).
         """
         started = time.monotonic()
         outcome = "error"
         try:
-            body = self._call_raw(queue, payload, timeout)
+            body = self._call_raw(queue, payload, timeout, deadline)
             reply = parse_reply(body)
             outcome = "ok"
             return reply
@@ -230,19 +247,30 @@ class RpcClient:
         except BrokerUnavailable:
             outcome = "broker_unavailable"
             raise
+        except Saturated:
+            outcome = "saturated"
+            raise
         finally:
             self._observer.rpc_finished(queue, outcome, time.monotonic() - started)
 
-    def _call_raw(self, queue: str, payload: dict[str, Any], timeout: float) -> bytes:
+    def _call_raw(self, queue: str, payload: dict[str, Any], timeout: float,
+                  deadline: float | None) -> bytes:
         self.start()
         if not self._first_attempt_done.is_set():
             # Broker state "starting": wait briefly for the first attempt.
             self._first_attempt_done.wait(self._connect_wait)
         if not self._connected:
             raise BrokerUnavailable()
-        return self._exchange(queue, payload, timeout)
+        if deadline is None:
+            deadline = time.monotonic() + timeout
+        self._slots.acquire(deadline)
+        try:
+            return self._exchange(queue, payload, timeout, deadline)
+        finally:
+            self._slots.release()
 
-    def _exchange(self, queue: str, payload: dict[str, Any], timeout: float) -> bytes:
+    def _exchange(self, queue: str, payload: dict[str, Any], timeout: float,
+                  deadline: float) -> bytes:
         with self._lock:
             if not self._connected:
                 raise BrokerUnavailable()
@@ -250,16 +278,16 @@ class RpcClient:
             # is registered against, and a disconnect fails the call with it.
             request_id = new_request_id(self._owner) if self._owner else str(uuid.uuid4())
             call = self._pending[request_id] = PendingCall(request_id, queue)
-        message = dict(payload, request_id=request_id, timestamp=time.time())
-        request = OutgoingRequest(
-            queue=queue, body=json.dumps(message).encode(), request_id=request_id,
-            http_request_id=current_request_id(),
-            expiration_ms=max(1, int(timeout * 1000)))
         self._observer.rpc_inflight(1)
         try:
+            message = dict(payload, request_id=request_id, timestamp=time.time())
+            request = OutgoingRequest(
+                queue=queue, body=json.dumps(message).encode(), request_id=request_id,
+                http_request_id=current_request_id(),
+                expiration_ms=max(1, math.ceil((deadline - time.monotonic()) * 1000)))
             self._transport.publish(request, self._on_publish_failure)
             self._observer.rpc_published(queue)
-            return call.wait(timeout)
+            return call.wait(deadline - time.monotonic(), timeout)
         finally:
             with self._lock:
                 self._pending.pop(request_id, None)
@@ -334,6 +362,8 @@ class RpcClient:
         self._observer.broker_connected(connected)
         if not connected:
             self._fail_all(BrokerUnavailable())
+        for listener in self._listeners:
+            listener(connected)
 
     def _fail_all(self, error: RpcError) -> None:
         with self._lock:

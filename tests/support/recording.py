@@ -24,6 +24,8 @@ class RecordingObserver(Observer):
         self.shared_cache: Counter[str] = Counter()
         self.inflight = 0
         self.connected: list[bool] = []
+        self.saturations: Counter[str] = Counter()
+        self.breaker_changes: list[tuple[str, str, int]] = []
 
     def rpc_published(self, queue: str) -> None:
         with self._lock:
@@ -65,3 +67,11 @@ class RecordingObserver(Observer):
     def auth_outcome(self, outcome: str) -> None:
         with self._lock:
             self.auth[outcome] += 1
+
+    def saturated(self, scope: str) -> None:
+        with self._lock:
+            self.saturations[scope] += 1
+
+    def breaker_changed(self, agent_id: str, state: str, open_count: int) -> None:
+        with self._lock:
+            self.breaker_changes.append((agent_id, state, open_count))

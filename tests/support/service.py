@@ -83,7 +83,7 @@ class ServiceProcess:
         self.env = {
             **{k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")},
             "HOST": "127.0.0.1", "PORT": str(self.port), "DEBUG": "false",
-            "LOG_LEVEL": "INFO", "WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "8",
+            "LOG_LEVEL": "INFO", "WEB_CONCURRENCY": "2",
             "RATE_LIMIT_ENABLED": "false",
             "PROMETHEUS_MULTIPROC_DIR": str(workdir / f"metrics-{self.port}"),
             **env,
