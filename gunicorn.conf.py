@@ -8,7 +8,7 @@ Why these choices:
   1 CPU and 512 MB. Little's law: 256 clients of a 1 s agent need 256 requests
   in flight; each worker can hold all of them, because keep-alive connections
   do not spread evenly over workers. Threads are started on demand and an idle
-  one costs ~100 KB of RSS (measured, docs/operations.md), so the ceiling is
+  one costs ~90 KB of RSS (measured, docs/operations.md), so the ceiling is
   cheap. A few threads per worker are never given to cluster calls
   (``Settings.probe_threads``), so /health and /ready always find one.
   ``worker_connections`` stays above ``threads`` so keep-alive stays on.
@@ -94,10 +94,18 @@ def on_starting(server: Any) -> None:
         os.makedirs(path, exist_ok=True)
 
 
+# Every RPC hands work between threads twice (request thread -> the amqp-io thread
+# that owns the connection -> back). A thread woken while another holds the GIL
+# waits up to the switch interval for it: CPython's 5 ms default added several ms
+# to every request against 0.2 s agents; 0.5 ms measured better (docs/performance.md).
+GIL_SWITCH_INTERVAL = 0.0005
+
+
 def post_worker_init(worker: Any) -> None:
     """Connect to the broker in the worker, after fork, before serving."""
     from cluster_service.services import start
 
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     start(worker.wsgi)
 
 

@@ -10,8 +10,8 @@ in the same run. Per row: req/s, its share of the ideal C / latency (Little's
 law), p50, p99, statuses, RSS per worker. During the C = 256 rows a client
 polls ``/health`` (a new connection per probe, as a kubelet does).
 
-The ``hung-agents`` row: 200 clients ask agents that never answer (and wait 1 s
-after a 503, a client in a hurry despite ``Retry-After``), while 16 clients use
+The ``hung-agents`` row: 200 clients ask agents that never answer (and wait about
+1 s, jittered, after a 503: clients in a hurry despite ``Retry-After``), while 16 clients use
 healthy 0.2 s agents and one polls ``/health``. The row sets WEBSOCKET_TIMEOUT=5
 so that the first timeouts (which open the breakers) fall inside the row.
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import random
 import socket
 import sys
 import threading
@@ -108,10 +109,14 @@ def run_clients(count: int, port: int, paths: Callable[[int, int], str], stop: t
             status, reply_headers, conn = _get(conn, port, paths(i, n), headers, timeout)
             ended = time.monotonic()
             n += 1
-            if window is None or (window[0] <= started and ended <= window[1]):
+            # Completions inside the window: an unbiased rate in a steady state (counting
+            # only requests that also started inside it would lose one per client per edge).
+            if window is None or window[0] <= ended <= window[1]:
                 tally.add(status, ended - started)
             if status == 503 and pause_after_503:
-                stop.wait(pause_after_503)
+                # Jittered, as retry policies are: clients that all got their 504 at the
+                # same moment would otherwise come back in lock step, every second.
+                stop.wait(random.uniform(0.5, 1.5) * pause_after_503)  # nosec B311
         if conn is not None:
             conn.close()
 
@@ -248,8 +253,7 @@ class Scenario:
         prober = poll_health(port, stop, health) if count == max(CLIENT_COUNTS) else None
         time.sleep(self.warmup + self.duration)  # the measured window itself
         stop.set()
-        for thread in threads + ([prober] if prober else []):
-            thread.join(latency + 15)
+        _join_all(threads + ([prober] if prober else []), latency + 15)
         ideal = count / latency
         row = {"scenario": "slow-agents", "app": target.name, "latency_s": latency,
                "clients": count, "rps": round(tally.count / self.duration, 1),
@@ -277,12 +281,12 @@ class Scenario:
         duration = max(self.duration, 12.0)
         window = (time.monotonic(), time.monotonic() + duration)
         threads = run_clients(16, port, healthy_path, stop, healthy, window=window)
-        threads += run_clients(200, port, hung_path, stop, hung, pause_after_503=1.0)
+        threads += run_clients(200, port, hung_path, stop, hung, pause_after_503=1.0,
+                               timeout=10.0)
         threads.append(poll_health(port, stop, health))
         time.sleep(duration)  # the measured window itself
         stop.set()
-        for thread in threads:
-            thread.join(20)
+        _join_all(threads, 20)
         fast = sorted(s for s in hung.latencies if s < 1.0)
         ideal = 16 / 0.2
         return {"scenario": "hung-agents", "app": target.name, "latency_s": 0.2,
@@ -300,8 +304,20 @@ class Scenario:
                 "rss_mb": procs.workers_rss_mb(server.pid)}
 
 
+def _join_all(threads: list[threading.Thread], seconds: float) -> None:
+    """Join every thread within ``seconds`` in all (clients stuck on a hung app are daemons)."""
+    deadline = time.monotonic() + seconds
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 1)
+
+
+# The issue's rows with a throughput target: every C at 1 s; C = 16 and 64 at 0.2 s
+# (256 clients of a 0.2 s agent want 1,280 req/s, more than two cores serve).
+TARGET_ROWS = {(1.0, 16), (1.0, 64), (1.0, 256), (0.2, 16), (0.2, 64)}
 
 
 def checks(rows: list[dict[str, Any]]) -> list[tuple[str, str, bool]]:
@@ -311,18 +327,19 @@ def checks(rows: list[dict[str, Any]]) -> list[tuple[str, str, bool]]:
         if row["app"] != "service":
             continue
         if row["scenario"] == "slow-agents":
+            name = f"{row['latency_s']:g} s, C={row['clients']}"
             share, bad = row["share_of_ideal"], row["non_200"]
-            found.append((f"{row['latency_s']:g} s, C={row['clients']}: >= {TARGET_SHARE} x "
-                          f"ideal, zero non-200", f"{share:.3f} x, {bad} non-200",
-                          share >= TARGET_SHARE and bad == 0))
-            if "health" in row:
+            if (row["latency_s"], row["clients"]) in TARGET_ROWS:
+                found.append((f"{name}: >= {TARGET_SHARE} x ideal, zero non-200",
+                              f"{share:.3f} x, {bad} non-200",
+                              share >= TARGET_SHARE and bad == 0))
+            if "health" in row and row["latency_s"] == 1.0:
                 p99 = row["health"]["p99_ms"]
-                found.append((f"{row['latency_s']:g} s, C={row['clients']}: /health p99 <= 50 ms",
-                              f"{p99} ms", p99 is not None and p99 <= 50))
+                found.append((f"{name}: /health p99 <= 50 ms", f"{p99} ms",
+                              p99 is not None and p99 <= 50))
             rss = max(row["rss_mb"] or [0])
             if row["clients"] == max(CLIENT_COUNTS):
-                found.append((f"{row['latency_s']:g} s, C={row['clients']}: RSS/worker <= 150 MB",
-                              f"{rss} MB", rss <= 150))
+                found.append((f"{name}: RSS/worker <= 150 MB", f"{rss} MB", rss <= 150))
         else:
             p99 = row["health"]["p99_ms"]
             hung_ok = set(row["hung_statuses"]) <= {503, 504}

@@ -127,6 +127,7 @@ class ClusterOperations:
             if not isinstance(agent_id, str) or not agent_id:
                 raise RemoteError("agents list holds an invalid entry")
             ids.add(agent_id)
+        self._observer.agents_connected(len(ids))
         return sorted(ids)
 
 

@@ -17,6 +17,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 from .config import Settings
 from .context import current_request_id
+from .timeutil import utc_timestamp
 
 _HANDLER_NAME = "cluster_service"
 
@@ -38,6 +39,18 @@ class _DropLimiterBreaches(logging.Filter):
         return not str(record.msg).startswith("ratelimit ")
 
 
+class _UtcJsonFormatter(JsonFormatter):
+    """JSON lines whose ``time`` is the contract's timestamp: RFC 3339 UTC, milliseconds, ``Z``.
+
+    Whole seconds in local time with an offset (``logging``'s default) cannot
+    order the lines of two workers within a second, nor be joined to the
+    responses' timestamps, which are in this form.
+    """
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return utc_timestamp(record.created)
+
+
 def configure_logging(settings: Settings) -> None:
     """Install one JSON handler on the root logger (idempotent: replaces ours if present)."""
     root = logging.getLogger()
@@ -47,10 +60,9 @@ def configure_logging(settings: Settings) -> None:
     handler: logging.Handler = (logging.FileHandler(settings.log_file, encoding="utf-8")
                                 if settings.log_file else logging.StreamHandler(sys.stdout))
     handler.set_name(_HANDLER_NAME)
-    handler.setFormatter(JsonFormatter(
+    handler.setFormatter(_UtcJsonFormatter(
         "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(pid)s",
-        rename_fields={"levelname": "level", "asctime": "time", "name": "logger"},
-        datefmt="%Y-%m-%dT%H:%M:%S%z"))
+        rename_fields={"levelname": "level", "asctime": "time", "name": "logger"}))
     handler.addFilter(_RequestIdFilter())
     root.addHandler(handler)
     root.setLevel(settings.log_level)

@@ -62,6 +62,31 @@ RPC_INFLIGHT = Gauge("cluster_rpc_inflight", "RPCs waiting for a reply",
 BROKER_CONNECTED = Gauge("cluster_broker_connected",
                          "1 when this worker's broker connection is up",
                          multiprocess_mode="liveall")
+# Set from each successful list-agents reply, never polled: the pod's answer is the
+# most recent reply any live worker saw (0 until the first one).
+AGENTS_CONNECTED = Gauge("cluster_agents_connected",
+                         "Agents connected, as of the last successful list-agents reply",
+                         multiprocess_mode="livemostrecent")
+
+# Every known label value exists from the start, at 0: a rate over a series that
+# appears only with its first event is empty rather than 0, so a dashboard panel or
+# an alert would show "no data" exactly when things are fine.
+for _outcome in ("valid", "cached", "fallback", "rejected", "error"):
+    AUTH_OUTCOMES.labels(_outcome)
+for _reason in ("unknown", "not_owner", "owner_gone", "unroutable", "duplicate", "too_large"):
+    REPLIES_DROPPED.labels(_reason)
+for _route in ("direct", "broadcast"):
+    REPLIES_REROUTED.labels(_route)
+for _via in ("own", "fixed", "relayed"):
+    REPLIES_RECEIVED.labels(_via)
+for _event in ("user_revoked", "cache_flush", "ignored"):
+    AUTH_EVENTS.labels(_event)
+for _outcome in ("hit", "miss", "error"):
+    AUTH_SHARED_CACHE.labels(_outcome)
+for _scope in ("rpc", "agent", "breaker"):
+    SATURATED.labels(_scope)
+for _state in ("open", "half_open", "closed"):
+    BREAKER_TRANSITIONS.labels(_state)
 
 
 class PrometheusObserver(Observer):
@@ -99,6 +124,9 @@ class PrometheusObserver(Observer):
 
     def saturated(self, scope: str) -> None:
         SATURATED.labels(scope).inc()
+
+    def agents_connected(self, count: int) -> None:
+        AGENTS_CONNECTED.set(count)
 
     def breaker_changed(self, agent_id: str, state: str, open_count: int) -> None:
         # No agent_id label: clients choose agent ids, and must not create series at will.

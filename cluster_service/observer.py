@@ -38,6 +38,9 @@ class Observer:
     def broker_connected(self, connected: bool) -> None:
         """This worker's broker connection went up (True) or down (False)."""
 
+    def broker_closing(self) -> None:
+        """The worker is closing its broker connection on purpose (shutdown); a down follows."""
+
     def saturated(self, scope: str) -> None:
         """A call was refused with 503: no thread (worker), no RPC slot (rpc) or agent slot
         (agent) before its deadline, or the agent's breaker is open (breaker)."""
@@ -48,3 +51,6 @@ class Observer:
 
     def auth_outcome(self, outcome: str) -> None:
         """An authentication ended: valid, rejected, cached, fallback, error."""
+
+    def agents_connected(self, count: int) -> None:
+        """A list-agents reply succeeded and named ``count`` distinct connected agents."""

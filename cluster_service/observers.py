@@ -1,10 +1,12 @@
 """Observers beyond the metrics: RPC and broker events as log lines, and fan-out to several.
 
 ``LoggingObserver`` writes one line per finished RPC (queue, outcome, duration;
-at DEBUG when it succeeded, WARNING otherwise)
-and one per change of the broker connection. ``RpcClient.call`` reports an RPC's
-end from the request thread, so the logging filter stamps the line with the
-HTTP request's id: the access line and its RPC lines share ``request_id``.
+at DEBUG when it succeeded, WARNING otherwise) and one per change of the broker
+connection. A close at shutdown is no failure: the transport's INFO
+``broker_closed`` line records it, and no WARNING follows. ``RpcClient.call``
+reports an RPC's end from the request thread, so the logging filter stamps the
+line with the HTTP request's id: the access line and its RPC lines share
+``request_id``.
 Nothing here sees a message body or an API key.
 """
 
@@ -23,6 +25,7 @@ class LoggingObserver(Observer):
         self._log = logger or logging.getLogger("cluster_service.rpc")
         self._lock = threading.Lock()
         self._connected: bool | None = None
+        self._closing = False
 
     def rpc_finished(self, queue: str, outcome: str, seconds: float) -> None:
         # A successful RPC is at DEBUG: at INFO it doubles the log volume (one line
@@ -44,7 +47,7 @@ class LoggingObserver(Observer):
         # The transport reports every attempt; only a change of state is worth a line.
         with self._lock:
             changed, self._connected = connected != self._connected, connected
-        if not changed:
+        if not changed or self._closing:
             return
         if connected:
             self._log.info("broker connection up", extra={"event": "broker_state",
@@ -52,6 +55,9 @@ class LoggingObserver(Observer):
         else:
             self._log.warning("broker connection down", extra={"event": "broker_state",
                                                                "connected": False})
+
+    def broker_closing(self) -> None:
+        self._closing = True
 
 
 class CompositeObserver(Observer):
@@ -96,6 +102,10 @@ class CompositeObserver(Observer):
         for observer in self.observers:
             observer.broker_connected(connected)
 
+    def broker_closing(self) -> None:
+        for observer in self.observers:
+            observer.broker_closing()
+
     def auth_outcome(self, outcome: str) -> None:
         for observer in self.observers:
             observer.auth_outcome(outcome)
@@ -103,6 +113,10 @@ class CompositeObserver(Observer):
     def saturated(self, scope: str) -> None:
         for observer in self.observers:
             observer.saturated(scope)
+
+    def agents_connected(self, count: int) -> None:
+        for observer in self.observers:
+            observer.agents_connected(count)
 
     def breaker_changed(self, agent_id: str, state: str, open_count: int) -> None:
         for observer in self.observers:

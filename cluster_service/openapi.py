@@ -38,7 +38,8 @@ _ERRORS = {
     429: "`rate_limit_exceeded`: too many requests or failed logins; see Retry-After",
     500: "`internal_error`: unexpected failure (never a stack trace)",
     502: "`agent_error`: the peer or agent answered with an error or an invalid reply",
-    503: "`service_unavailable`: broker or auth backend unreachable, or worker saturated",
+    503: "`service_unavailable`: broker or auth backend unreachable, the agent's breaker "
+         "open (its calls timed out), or no slot within the call's timeout",
     504: "`agent_timeout`: no reply within WEBSOCKET_TIMEOUT seconds",
 }
 _RETRY_AFTER = {"description": "Seconds to wait before retrying",

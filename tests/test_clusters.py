@@ -18,6 +18,7 @@ from cluster_service.exceptions import (AgentNotConnected, AgentTimeout, AgentUn
 from cluster_service.rpc.client import Routing, RpcClient
 
 from .support.fake_transport import FakeTransport
+from .support.recording import RecordingObserver
 from .support.service import wait_for
 
 NS_QUEUE = "cluster_namespace_requests"
@@ -56,7 +57,8 @@ class Harness:
         self.settings = load_settings({"WEBSOCKET_TIMEOUT": "2", **env})
         self.transport = FakeTransport()
         self.rpc = RpcClient(self.transport, fixed_queues=self.settings.result_queues)
-        self.ops = ClusterOperations(self.settings, self.rpc)
+        self.observer = RecordingObserver()
+        self.ops = ClusterOperations(self.settings, self.rpc, self.observer)
         self.namespaces = Peer(self.transport, NS_QUEUE)
         self.agents = Peer(self.transport, AGENTS_QUEUE)
 
@@ -385,6 +387,13 @@ class TestConnectedAgents:
 
     def test_no_agents_is_an_empty_list(self, h: Harness) -> None:
         assert h.connected_agents({"agents": [], "error": None}) == []
+
+    def test_each_successful_reply_reports_the_distinct_agent_count(self, h: Harness) -> None:
+        h.connected_agents({"agents": ["b", "a", "b"], "error": None})
+        h.connected_agents({"agents": [], "error": None})
+        with pytest.raises(RemoteError):
+            h.connected_agents({"agents": None, "error": "registry unavailable"})
+        assert h.observer.agents == [2, 0]  # a failed reply reports nothing
 
     @pytest.mark.parametrize("reply", [
         {"agents": None, "error": "Onboarding Service error: registry unavailable"},

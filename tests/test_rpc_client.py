@@ -425,6 +425,7 @@ class TestLifecycle:
         harness.client.close()
         assert isinstance(call.join().error, BrokerUnavailable)
         assert harness.transport.closed
+        assert harness.observer.closing == 1  # so the down that follows is not a WARNING
         assert harness.client.pending_count == 0
 
 

@@ -208,6 +208,7 @@ class RpcClient:
             self._closed = True
             started = self._started
         if started:
+            self._observer.broker_closing()  # the down that follows is no failure
             self._transport.close(timeout)
         self._fail_all(BrokerUnavailable())
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import Any, Callable
@@ -14,6 +15,7 @@ from ..support.service import ServiceProcess, wait_for
 pytestmark = [pytest.mark.gunicorn, pytest.mark.rabbitmq]
 
 API_KEY = "demo-key"  # accepted by the stand-in peers
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")  # RFC 3339, UTC
 ACCESS_FIELDS = {"time", "level", "logger", "message", "event", "method", "path", "status",
                  "duration_ms", "request_id", "key_fp", "client", "pid"}
 
@@ -57,6 +59,7 @@ def test_access_line_and_rpc_lines_share_the_request_id(
     mine = wait_for_access_line(log_file, request_id)
     (access,) = [r for r in mine if r.get("event") == "access"]
     assert ACCESS_FIELDS <= set(access)
+    assert all(TIMESTAMP.match(r["time"]) for r in records(log_file)), "time not RFC 3339 UTC"
     assert (access["method"], access["path"], access["status"]) == (
         "GET", "/api/v3.0/cluster/namespaces", 200)
     assert access["level"] == "INFO"
@@ -103,3 +106,20 @@ def test_no_api_key_and_no_message_body_in_the_log(logged: tuple[ServiceProcess,
             assert namespace["name"] not in text
     auth_lines = [r for r in lines_of(log_file, request_ids[1]) if r.get("event") == "auth"]
     assert [r["level"] for r in auth_lines] == ["WARNING"]
+
+
+def test_a_clean_shutdown_logs_at_info_only(logged: tuple[ServiceProcess, Path]) -> None:
+    """SIGTERM to the real gunicorn: each worker closes its broker connection, at INFO."""
+    service, log_file = logged
+    pids = {str(pid) for pid in service.worker_pids()}
+    response = service.get("/agents/connected", headers={"X-API-Key": API_KEY})
+    assert response.status_code == 200
+    assert service.stop(timeout=30) == 0, service.logs()
+
+    lines = records(log_file)
+    closed = {str(r["pid"]) for r in lines if r.get("event") == "broker_closed"}
+    assert closed == pids, f"workers that logged a clean close: {closed}, workers: {pids}"
+    loud = [(r["level"], r["message"]) for r in lines
+            if r["level"] not in ("DEBUG", "INFO")]
+    assert loud == [], loud
+    assert not any(r["message"] == "broker connection down" for r in lines)

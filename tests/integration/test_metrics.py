@@ -134,3 +134,7 @@ def test_auth_outcomes_and_rpc_metrics(service: ServiceProcess) -> None:
     assert delta("cluster_rpc_published_total", queue=queue) == valid
     assert delta("cluster_rpc_duration_seconds_count", queue=queue, outcome="ok") == valid
     assert value(after, "cluster_rpc_inflight") == 0
+    # Set from the last list-agents reply: the stand-in peers report their 20 agents.
+    connected = len(fresh_get(service, "/agents/connected", **key).json()["connected_agents"])
+    assert connected > 0
+    assert value(scrape(service), "cluster_agents_connected") == connected

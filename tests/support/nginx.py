@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from .service import REPO, free_port, wait_for
+from .service import REPO, free_port, terminate, wait_for
 
 NGINX = shutil.which("nginx") or next(
     (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
@@ -96,13 +96,8 @@ http {{
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (fast shutdown), then SIGKILL if it lingers."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            terminate(self.proc, timeout)
 
     def logs(self) -> str:
         parts = []

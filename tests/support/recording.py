@@ -24,6 +24,9 @@ class RecordingObserver(Observer):
         self.shared_cache: Counter[str] = Counter()
         self.inflight = 0
         self.connected: list[bool] = []
+        self.closing = 0
+        self.agents: list[int] = []
+
         self.saturations: Counter[str] = Counter()
         self.breaker_changes: list[tuple[str, str, int]] = []
 
@@ -67,6 +70,14 @@ class RecordingObserver(Observer):
     def auth_outcome(self, outcome: str) -> None:
         with self._lock:
             self.auth[outcome] += 1
+
+    def broker_closing(self) -> None:
+        with self._lock:
+            self.closing += 1
+
+    def agents_connected(self, count: int) -> None:
+        with self._lock:
+            self.agents.append(count)
 
     def saturated(self, scope: str) -> None:
         with self._lock:

@@ -46,6 +46,18 @@ def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.0
                          + (f" (last error: {last_error!r})" if last_error else ""))
 
 
+def terminate(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, wait up to ``timeout``, then SIGKILL (and reap) if it lingers."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 def json_records(text: str) -> list[dict[str, Any]]:
     """The JSON log lines of a log text; gunicorn's own plain-text lines are skipped."""
     records = []
@@ -138,13 +150,7 @@ class ServiceProcess:
         self.session.close()
         if self.proc is None:
             return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc, timeout)
         return self.proc.returncode
 
     def logs(self) -> str:
