@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import report, slow_agents
+from bench import report, scale_out, slow_agents
 from bench.broker import BrokerEnv, RunNames, check_broker, delete_all
 from bench.configs import BY_NAME, CONFIGS
 from bench.load import choose_generator
@@ -33,9 +33,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true",
                         help="CI mode: short runs (3 s), targets reported only")
-    parser.add_argument("--scenario", choices=("configs", "slow-agents"), default="configs",
+    parser.add_argument("--scenario", choices=("configs", "slow-agents", "scale-out"),
+                        default="configs",
                         help="configs: the hot-path comparison (default); slow-agents: "
-                             "agents that answer in 0.2-1 s or never (bench/slow_agents.py)")
+                             "agents that answer in 0.2-1 s or never (bench/slow_agents.py); "
+                             "scale-out: R replicas x W workers with fixed-queue peers "
+                             "(bench/scale_out.py)")
     parser.add_argument("--only", default="",
                         help="comma-separated configurations (default: all): "
                              + ",".join(c.name for c in CONFIGS))
@@ -66,6 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(default bench/results/last.json, smoke last-smoke.json)")
     parser.add_argument("--strict", action="store_true",
                         help="exit 2 when a ratio target is missed (full runs)")
+    scale_out.add_arguments(parser)
     args = parser.parse_args(argv)
     unknown = [n for n in args.only.split(",") if n and n not in BY_NAME]
     if unknown:
@@ -86,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     if args.scenario == "slow-agents":
         return slow_agents.main(args.smoke, args.duration, args.warmup, RESULTS, _log)
+    if args.scenario == "scale-out":
+        return scale_out.main(args, _log)
     selected = [c for c in CONFIGS if not args.only or c.name in args.only.split(",")]
     options = Options(
         workers=args.workers, threads=args.threads, connections=args.connections,

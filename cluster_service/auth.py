@@ -11,16 +11,26 @@ Order of checks for one key:
    seconds ago is rejected from the negative cache, so a hammered bad key costs
    one RPC, not one per request. Both caches are keyed by the key's SHA-256,
    never by the key itself.
-3. Otherwise one RPC on the auth queue; concurrent requests with the same key
-   share it (single flight).
-4. If the broker path gives no verdict (broker down, timeout, backend error),
+3. Otherwise, with ``AUTH_CACHE_URI`` set, the fleet-wide cache in Redis
+   (``shared_auth_cache.py``): a verdict any worker of any replica got is used
+   here too, so a key costs about one RPC per TTL for the whole fleet.
+4. Otherwise one RPC on the auth queue; concurrent requests with the same key
+   share it (single flight), and so share the Redis look-up too.
+5. If the broker path gives no verdict (broker down, timeout, backend error),
    and ``USER_SERVICE_URL`` is set, the User Service is asked over HTTP. A
    ``valid: false`` from the broker is a verdict and never falls back.
+
+Revocation: an auth event (``auth_events.py``) calls :meth:`Authenticator.revoke_user`
+or :meth:`Authenticator.flush`, which drop the cached validations here and in
+Redis; ``revocations.py`` makes sure no validation asked before the event is
+cached or used again, wherever it was in flight.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -31,8 +41,10 @@ from .auth_guard import AuthFailureGuard
 from .exceptions import (AuthBackendUnavailable, AuthenticationFailed, BrokerUnavailable,
                          NoConsumer, RemoteError, RpcTimeout, TooManyAuthFailures)
 from .observer import Observer
+from .revocations import Revocations
 from .rpc.client import RpcClient
 from .security import cache_key, fingerprint, is_well_formed_api_key
+from .shared_auth_cache import SharedAuthCache
 from .singleflight import SingleFlight
 from .ttlcache import TtlCache
 
@@ -124,8 +136,11 @@ class Authenticator:
                  fallback: UserServiceClient | None = None,
                  observer: Observer | None = None,
                  audit: Callable[[str, str, User | None], None] | None = None,
-                 guard: AuthFailureGuard | None = None) -> None:
+                 guard: AuthFailureGuard | None = None,
+                 shared: SharedAuthCache | None = None) -> None:
         self._settings = settings
+        self._shared = shared
+        self._revocations = Revocations(settings.auth_cache_ttl)
         self._rpc = rpc
         self._fallback = fallback
         self._observer = observer or Observer()
@@ -199,8 +214,33 @@ class Authenticator:
             self._audit("success", fingerprint(api_key), user)
         return user
 
+    def revoke_user(self, user_id: int) -> None:
+        """Forget every cached validation of ``user_id``, here and in the shared cache."""
+        self._revocations.revoke(user_id)  # first: a validation in flight is not cached
+        self._valid.discard_if(lambda user: user.id == user_id)
+        if self._shared is not None:
+            self._shared.drop_user_later(user_id)
+
+    def flush(self) -> None:
+        """Forget every cached verdict, here and in the shared cache."""
+        self._revocations.flush()
+        self._valid.clear()
+        self._rejected.clear()
+        if self._shared is not None:
+            self._shared.flush_later()
+
+    def forget_local(self) -> None:
+        """Forget this worker's own cached verdicts (auth events may have been missed)."""
+        self._valid.clear()
+        self._rejected.clear()
+
     def _validate(self, api_key: str, key: str) -> User:
         key_fp = fingerprint(api_key)
+        asked_at = time.time()
+        if self._shared is not None:
+            cached = self._from_shared(self._shared, api_key, key, key_fp)
+            if cached is not None:
+                return cached
         try:
             user = self._ask_broker(api_key)
             outcome = "valid"
@@ -224,9 +264,37 @@ class Authenticator:
             outcome = "fallback"
         except AuthenticationFailed:
             self._reject(key, key_fp)
+            if self._shared is not None:
+                self._shared.put_rejected(api_key, asked_at)
             raise
-        self._valid.put(key, user)
+        if not self._revocations.void(user.id, asked_at):
+            self._valid.put(key, user)
+            if self._shared is not None:
+                self._shared.put_valid(api_key, dataclasses.asdict(user), user.id, asked_at)
         self._observer.auth_outcome(outcome)
+        self._audit("success", key_fp, user)
+        return user
+
+    def _from_shared(self, shared: SharedAuthCache, api_key: str, key: str,
+                     key_fp: str) -> User | None:
+        """A verdict from the fleet-wide cache, kept here for the rest of its TTL; None = ask."""
+        verdict = shared.get(api_key)
+        if verdict is None:
+            return None
+        age = time.time() - verdict.asked_at
+        if verdict.user_data is None:
+            self._rejected.put(key, True, ttl=self._settings.auth_negative_cache_ttl - age)
+            self._observer.auth_outcome("rejected")
+            self._audit("rejected_cached", key_fp, None)
+            raise AuthenticationFailed()
+        try:
+            user = User.from_reply(verdict.user_data)
+        except RemoteError:
+            return None
+        if not user.is_active or self._revocations.void(user.id, verdict.asked_at):
+            return None
+        self._valid.put(key, user, ttl=self._settings.auth_cache_ttl - age)
+        self._observer.auth_outcome("cached")
         self._audit("success", key_fp, user)
         return user
 

@@ -60,6 +60,8 @@ class Settings:
     auth_cache_ttl: float = 30.0
     auth_negative_cache_ttl: float = 10.0
     auth_failures_per_minute: int = 10
+    auth_cache_uri: str = ""
+    auth_cache_secret: str = dataclasses.field(default="", repr=False)
 
     rate_limit_enabled: bool = True
     rate_limit_requests_per_minute: int = 60
@@ -90,6 +92,7 @@ class Settings:
     agents_request_queue: str = "cluster_agents_requests"
     agents_result_queue: str = "cluster_agents_results"
     reply_exchange: str = "cluster_service.replies"
+    auth_events_exchange: str = "cluster_service.auth_events"
 
     @property
     def longest_request(self) -> float:
@@ -241,6 +244,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         auth_cache_ttl=r.number("AUTH_CACHE_TTL", 30.0, 0, 86400),
         auth_negative_cache_ttl=r.number("AUTH_NEGATIVE_CACHE_TTL", 10.0, 0, 86400),
         auth_failures_per_minute=r.integer("AUTH_FAILURES_PER_MINUTE", 10, 1),
+        auth_cache_uri=_auth_cache_uri(r),
+        auth_cache_secret=_auth_cache_secret(r),
         rate_limit_enabled=r.boolean("RATE_LIMIT_ENABLED", True),
         rate_limit_requests_per_minute=r.integer("RATE_LIMIT_REQUESTS_PER_MINUTE", 60, 1),
         rate_limit_storage_uri=_storage_uri(r),
@@ -266,6 +271,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         agents_request_queue=r.queue("AGENTS_REQUEST_QUEUE", "cluster_agents_requests"),
         agents_result_queue=r.queue("AGENTS_RESULT_QUEUE", "cluster_agents_results"),
         reply_exchange=r.queue("REPLY_EXCHANGE", "cluster_service.replies"),
+        auth_events_exchange=r.queue("AUTH_EVENTS_EXCHANGE", "cluster_service.auth_events"),
     )
     if settings.use_ssl:
         for name, path in (("SSL_CERTFILE", settings.ssl_certfile),
@@ -319,3 +325,26 @@ def _storage_uri(r: _Reader) -> str:
         raise ConfigError("RATE_LIMIT_STORAGE_URI must be memory:// or a redis:// URI, "
                           f"got scheme {scheme or value!r}")
     return value
+
+
+AUTH_CACHE_SECRET_MIN = 16
+
+
+def _auth_cache_uri(r: _Reader) -> str:
+    value = r.text("AUTH_CACHE_URI", "")
+    if not value:
+        return ""
+    parsed = urlparse(value)
+    if parsed.scheme not in ("redis", "rediss") or not parsed.netloc:
+        raise ConfigError("AUTH_CACHE_URI must be empty (off) or a redis:// or rediss:// URI "
+                          f"with a host, got scheme {parsed.scheme or value!r}")
+    return value
+
+
+def _auth_cache_secret(r: _Reader) -> str:
+    """Required with AUTH_CACHE_URI: the shared cache stores HMAC(secret, key), never the key."""
+    value = r.raw("AUTH_CACHE_SECRET") or ""
+    if r.text("AUTH_CACHE_URI", "") and len(value.strip()) < AUTH_CACHE_SECRET_MIN:
+        raise ConfigError(f"AUTH_CACHE_SECRET must be set to at least {AUTH_CACHE_SECRET_MIN} "
+                          "characters when AUTH_CACHE_URI is set")
+    return value.strip()

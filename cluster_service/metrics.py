@@ -39,7 +39,15 @@ RPC_DURATION = Histogram("cluster_rpc_duration_seconds", "RPC round trip by queu
 REPLIES_DROPPED = Counter("cluster_rpc_replies_dropped_total",
                           "Replies that matched no waiting request", ["reason"])
 REPLIES_REROUTED = Counter("cluster_rpc_replies_rerouted_total",
-                           "Replies forwarded to the worker that owns them")
+                           "Replies sent on to the worker that owns them: direct or broadcast",
+                           ["route"])
+REPLIES_RECEIVED = Counter("cluster_rpc_replies_received_total",
+                           "Reply deliveries to a worker, by queue: own, fixed or relayed",
+                           ["via"])
+AUTH_EVENTS = Counter("cluster_auth_events_total",
+                      "Auth events received: user_revoked, cache_flush, ignored", ["event"])
+AUTH_SHARED_CACHE = Counter("cluster_auth_shared_cache_total",
+                            "Shared (Redis) auth cache look-ups: hit, miss, error", ["outcome"])
 SATURATED = Counter("cluster_saturated_total",
                     "Cluster calls refused (503): no thread, RPC or agent slot in time, "
                     "or the agent's breaker open", ["scope"])
@@ -65,8 +73,16 @@ AGENTS_CONNECTED = Gauge("cluster_agents_connected",
 # an alert would show "no data" exactly when things are fine.
 for _outcome in ("valid", "cached", "fallback", "rejected", "error"):
     AUTH_OUTCOMES.labels(_outcome)
-for _reason in ("unknown", "not_owner", "unroutable", "duplicate", "too_large"):
+for _reason in ("unknown", "not_owner", "owner_gone", "unroutable", "duplicate", "too_large"):
     REPLIES_DROPPED.labels(_reason)
+for _route in ("direct", "broadcast"):
+    REPLIES_REROUTED.labels(_route)
+for _via in ("own", "fixed", "relayed"):
+    REPLIES_RECEIVED.labels(_via)
+for _event in ("user_revoked", "cache_flush", "ignored"):
+    AUTH_EVENTS.labels(_event)
+for _outcome in ("hit", "miss", "error"):
+    AUTH_SHARED_CACHE.labels(_outcome)
 for _scope in ("rpc", "agent", "breaker"):
     SATURATED.labels(_scope)
 for _state in ("open", "half_open", "closed"):
@@ -85,11 +101,20 @@ class PrometheusObserver(Observer):
     def rpc_inflight(self, delta: int) -> None:
         RPC_INFLIGHT.inc(delta)
 
+    def reply_received(self, via: str) -> None:
+        REPLIES_RECEIVED.labels(via).inc()
+
     def reply_dropped(self, reason: str) -> None:
         REPLIES_DROPPED.labels(reason).inc()
 
-    def reply_rerouted(self) -> None:
-        REPLIES_REROUTED.inc()
+    def reply_rerouted(self, route: str) -> None:
+        REPLIES_REROUTED.labels(route).inc()
+
+    def auth_event(self, event: str) -> None:
+        AUTH_EVENTS.labels(event).inc()
+
+    def auth_cache(self, outcome: str) -> None:
+        AUTH_SHARED_CACHE.labels(outcome).inc()
 
     def broker_connected(self, connected: bool) -> None:
         BROKER_CONNECTED.set(1 if connected else 0)

@@ -20,11 +20,20 @@ class Observer:
     def rpc_inflight(self, delta: int) -> None:
         """The number of RPCs waiting for a reply in this worker changed by ``delta``."""
 
-    def reply_dropped(self, reason: str) -> None:
-        """A reply matched no waiting request: unknown, not_owner, unroutable."""
+    def reply_received(self, via: str) -> None:
+        """A reply was delivered to this worker: on its own queue, a fixed one, or relayed."""
 
-    def reply_rerouted(self) -> None:
-        """A reply for another worker was forwarded to the reply fanout exchange."""
+    def reply_dropped(self, reason: str) -> None:
+        """A reply matched no waiting request: unknown, not_owner, unroutable, owner_gone, ..."""
+
+    def reply_rerouted(self, route: str) -> None:
+        """A reply for another worker was sent on: ``direct`` to its owner, or ``broadcast``."""
+
+    def auth_event(self, event: str) -> None:
+        """An auth event arrived: user_revoked, cache_flush, or ignored (unknown, malformed)."""
+
+    def auth_cache(self, outcome: str) -> None:
+        """The shared auth cache was asked: hit, miss, or error (unreachable, bad entry)."""
 
     def broker_connected(self, connected: bool) -> None:
         """This worker's broker connection went up (True) or down (False)."""

@@ -78,13 +78,25 @@ class CompositeObserver(Observer):
         for observer in self.observers:
             observer.rpc_inflight(delta)
 
+    def reply_received(self, via: str) -> None:
+        for observer in self.observers:
+            observer.reply_received(via)
+
     def reply_dropped(self, reason: str) -> None:
         for observer in self.observers:
             observer.reply_dropped(reason)
 
-    def reply_rerouted(self) -> None:
+    def reply_rerouted(self, route: str) -> None:
         for observer in self.observers:
-            observer.reply_rerouted()
+            observer.reply_rerouted(route)
+
+    def auth_event(self, event: str) -> None:
+        for observer in self.observers:
+            observer.auth_event(event)
+
+    def auth_cache(self, outcome: str) -> None:
+        for observer in self.observers:
+            observer.auth_cache(outcome)
 
     def broker_connected(self, connected: bool) -> None:
         for observer in self.observers:

@@ -13,11 +13,13 @@ from flask import Flask, current_app
 
 from .audit import audit_auth
 from .auth import Authenticator, UserServiceClient
+from .auth_events import AuthEventHandler
 from .auth_guard import AuthFailureGuard
 from .clusters import ClusterOperations
 from .config import Settings
 from .observer import Observer
 from .rpc.client import RpcClient, Transport
+from .shared_auth_cache import SharedAuthCache
 
 EXTENSION = "cluster_service"
 
@@ -38,14 +40,17 @@ def build_services(settings: Settings, observer: Observer,
     """Wire the layers: transport → RPC client → auth and cluster operations."""
     if transport is None:
         from .rpc.pika_transport import PikaTransport  # the api layer never imports pika
-        transport = PikaTransport(settings, peer_names(settings))
+        transport = PikaTransport(settings, observer, peer_names(settings))
     rpc = RpcClient(transport, fixed_queues=settings.result_queues,
                     connect_wait=settings.broker_connect_wait, observer=observer,
                     max_reply_bytes=settings.max_reply_bytes,
                     max_inflight=settings.max_inflight_rpcs, peers=peer_names(settings))
     fallback = UserServiceClient(settings) if settings.user_service_url else None
     guard = AuthFailureGuard(settings)
-    auth = Authenticator(settings, rpc, fallback, observer, audit_auth, guard)
+    shared = SharedAuthCache(settings, observer) if settings.auth_cache_uri else None
+    auth = Authenticator(settings, rpc, fallback, observer, audit_auth, guard, shared)
+    events = AuthEventHandler(auth, observer)
+    transport.listen(settings.auth_events_exchange, events, events.on_gap)
     return Services(settings=settings, rpc=rpc, auth=auth,
                     clusters=ClusterOperations(settings, rpc, observer),
                     observer=observer)

@@ -41,15 +41,24 @@ class TtlCache(Generic[V]):
                 return None
             return value
 
-    def put(self, key: Hashable, value: V) -> None:
-        """Remember ``value`` for ``ttl`` seconds."""
-        if self.ttl <= 0:
+    def put(self, key: Hashable, value: V, ttl: float | None = None) -> None:
+        """Remember ``value`` for ``ttl`` seconds (the cache's own, or less when given)."""
+        ttl = self.ttl if ttl is None else min(ttl, self.ttl)
+        if ttl <= 0:
             return
         with self._lock:
-            self._items[key] = (self._clock() + self.ttl, value)
+            self._items[key] = (self._clock() + ttl, value)
             self._items.move_to_end(key)
             while len(self._items) > self.max_size:
                 self._items.popitem(last=False)
+
+    def discard_if(self, predicate: Callable[[V], bool]) -> int:
+        """Forget every entry whose value matches; returns how many. O(size), for rare events."""
+        with self._lock:
+            doomed = [key for key, (_, value) in self._items.items() if predicate(value)]
+            for key in doomed:
+                del self._items[key]
+        return len(doomed)
 
     def clear(self) -> None:
         """Forget everything."""

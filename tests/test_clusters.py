@@ -15,7 +15,7 @@ from cluster_service.clusters import ClusterOperations, Namespace
 from cluster_service.config import load_settings
 from cluster_service.exceptions import (AgentNotConnected, AgentTimeout, AgentUnresponsive,
                                         Forbidden, RemoteError, RpcTimeout, Saturated)
-from cluster_service.rpc.client import ReplyOutcome, RpcClient
+from cluster_service.rpc.client import Routing, RpcClient
 
 from .support.fake_transport import FakeTransport
 from .support.recording import RecordingObserver
@@ -31,8 +31,8 @@ NS = {"name": "default", "status": "Active", "createdAt": "2024-01-01T12:00:00Z"
 class NotYetConnected(FakeTransport):
     """A transport whose first connection attempt is still in progress."""
 
-    def start(self, on_reply: Callable[..., ReplyOutcome],
-              on_connection_change: Callable[[bool], None]) -> None:
+    def start(self, on_reply: Callable[..., Routing],
+              on_connection_change: Callable[..., None]) -> None:
         self._on_reply, self._on_change = on_reply, on_connection_change
 
 

@@ -66,6 +66,9 @@ DEFAULTS: dict[str, Any] = {
     "agents_request_queue": "cluster_agents_requests",
     "agents_result_queue": "cluster_agents_results",
     "reply_exchange": "cluster_service.replies",
+    "auth_cache_uri": "",
+    "auth_cache_secret": "",
+    "auth_events_exchange": "cluster_service.auth_events",
 }
 
 # A valid, non-default value for every variable: proves each field is read from
@@ -117,11 +120,15 @@ OVERRIDES: dict[str, tuple[str, Any]] = {
     "agents_request_queue": ("g-req", "g-req"),
     "agents_result_queue": ("g-res", "g-res"),
     "reply_exchange": ("x.replies", "x.replies"),
+    "auth_cache_uri": ("redis://127.0.0.1:6379/3", "redis://127.0.0.1:6379/3"),
+    "auth_cache_secret": ("a-secret-of-16-chars", "a-secret-of-16-chars"),
+    "auth_events_exchange": ("x.events", "x.events"),
 }
 
 # Extra variables some overrides need to be valid on their own.
 EXTRA_ENV: dict[str, dict[str, str]] = {
     "use_ssl": {"SSL_CERTFILE": __file__, "SSL_KEYFILE": __file__},
+    "auth_cache_uri": {"AUTH_CACHE_SECRET": "a-secret-of-16-chars"},
 }
 
 FIELDS = [field.name for field in dataclasses.fields(Settings)]
@@ -259,7 +266,19 @@ BAD_VALUES = [
     ("AGENTS_RESULT_QUEUE", {"AGENTS_RESULT_QUEUE": "amq\nbad"}),
     ("REPLY_EXCHANGE", {"REPLY_EXCHANGE": "x;y"}),
     ("LOG_LEVEL", {"LOG_LEVEL": "LOUD"}),
+    ("AUTH_CACHE_URI", {"AUTH_CACHE_URI": "memcached://x", "AUTH_CACHE_SECRET": "s" * 16}),
+    ("AUTH_CACHE_URI", {"AUTH_CACHE_URI": "redis://", "AUTH_CACHE_SECRET": "s" * 16}),
+    ("AUTH_CACHE_SECRET", {"AUTH_CACHE_URI": "redis://127.0.0.1:6379/0"}),
+    ("AUTH_CACHE_SECRET", {"AUTH_CACHE_URI": "redis://127.0.0.1:6379/0",
+                           "AUTH_CACHE_SECRET": "short"}),
+    ("AUTH_EVENTS_EXCHANGE", {"AUTH_EVENTS_EXCHANGE": "x y"}),
 ]
+
+
+def test_the_auth_cache_secret_is_kept_out_of_the_settings_repr() -> None:
+    settings = load_settings({"AUTH_CACHE_URI": "redis://127.0.0.1:6379/0",
+                              "AUTH_CACHE_SECRET": "do-not-print-this-secret"})
+    assert "do-not-print-this-secret" not in repr(settings)
 
 
 @pytest.mark.parametrize("variable, env", BAD_VALUES,

@@ -29,8 +29,17 @@ class Recorder(Observer):
     def reply_dropped(self, reason: str) -> None:
         self.events.append(("dropped", reason))
 
-    def reply_rerouted(self) -> None:
-        self.events.append(("rerouted",))
+    def reply_rerouted(self, route: str) -> None:
+        self.events.append(("rerouted", route))
+
+    def reply_received(self, via: str) -> None:
+        self.events.append(("received", via))
+
+    def auth_event(self, event: str) -> None:
+        self.events.append(("auth_event", event))
+
+    def auth_cache(self, outcome: str) -> None:
+        self.events.append(("auth_cache", outcome))
 
     def broker_connected(self, connected: bool) -> None:
         self.events.append(("connected", connected))
@@ -99,7 +108,8 @@ def test_other_events_are_not_logged(caplog):
     observer.rpc_published("q")
     observer.rpc_inflight(1)
     observer.reply_dropped("unknown")
-    observer.reply_rerouted()
+    observer.reply_rerouted("direct")
+    observer.reply_received("fixed")
     observer.auth_outcome("valid")
     assert caplog.records == []
 
@@ -111,13 +121,17 @@ def test_composite_hands_every_event_to_each_observer_in_order():
     composite.rpc_finished("q", "ok", 0.5)
     composite.rpc_inflight(-1)
     composite.reply_dropped("not_owner")
-    composite.reply_rerouted()
+    composite.reply_rerouted("direct")
+    composite.reply_received("fixed")
     composite.broker_connected(True)
     composite.broker_closing()
     composite.auth_outcome("cached")
+    composite.auth_event("user_revoked")
+    composite.auth_cache("hit")
     expected = [("published", "q"), ("finished", "q", "ok", 0.5), ("inflight", -1),
-                ("dropped", "not_owner"), ("rerouted",), ("connected", True), ("closing",),
-                ("auth", "cached")]
+                ("dropped", "not_owner"), ("rerouted", "direct"), ("received", "fixed"),
+                ("connected", True), ("closing",), ("auth", "cached"),
+                ("auth_event", "user_revoked"), ("auth_cache", "hit")]
     assert first.events == expected
     assert second.events == expected
 

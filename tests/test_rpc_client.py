@@ -14,8 +14,9 @@ import pytest
 
 from cluster_service.context import request_id_var
 from cluster_service.exceptions import BrokerUnavailable, RemoteError, RpcTimeout
-from cluster_service.rpc.client import (REROUTE, OutgoingRequest, PendingCall, ReplyOutcome,
-                                        RpcClient)
+from cluster_service.rpc.client import OutgoingRequest, PendingCall, ReplyOutcome, RpcClient
+from cluster_service.rpc.request_ids import new_request_id, new_token, owner_token, \
+    reply_queue_name
 
 from .support.fake_transport import FakeTransport
 from .support.recording import RecordingObserver
@@ -120,7 +121,7 @@ class TestReplies:
         call = harness.call_in_thread()
         request = harness.last_request()
         outcome = harness.transport.deliver("reply.fake", reply_bytes(request.request_id, ok=2),
-                                            None, rerouted=True)
+                                            None, relayed=True)
         assert outcome is ReplyOutcome.DELIVERED
         assert call.join().result["ok"] == 2
 
@@ -147,18 +148,59 @@ class TestReplies:
 
 
 class TestUnroutableReplies:
-    def test_unknown_reply_on_fixed_queue_is_rerouted(self, harness: Harness) -> None:
-        body = reply_bytes(str(uuid.uuid4()))
-        assert harness.transport.deliver(RESULTS, body, None) is REROUTE
-        assert harness.transport.rerouted == [body]
-        assert harness.observer.rerouted == 1
-
-    def test_rerouted_reply_is_never_rerouted_again(self, harness: Harness) -> None:
-        body = reply_bytes(str(uuid.uuid4()))
-        assert harness.transport.deliver(RESULTS, body, None, rerouted=True) \
-            is ReplyOutcome.DROPPED
+    def test_another_workers_reply_on_a_fixed_queue_goes_to_its_owner_only(
+            self, harness: Harness) -> None:
+        other = new_token()
+        body = reply_bytes(new_request_id(other))
+        assert harness.transport.deliver(RESULTS, body, None) is ReplyOutcome.FORWARD
+        assert harness.transport.forwarded == [(reply_queue_name(other), body)]
         assert harness.transport.rerouted == []
-        assert harness.observer.dropped == {"not_owner": 1}
+        assert harness.observer.routes == {"direct": 1}
+        assert harness.observer.received == {"fixed": 1}
+
+    def test_a_legacy_id_on_a_fixed_queue_is_broadcast(self, harness: Harness) -> None:
+        """A version-4 id (an earlier version of the service, during a rolling update)
+        names no owner: the fanout fallback."""
+        body = reply_bytes(str(uuid.uuid4()))
+        assert harness.transport.deliver(RESULTS, body, None) is ReplyOutcome.BROADCAST
+        assert harness.transport.rerouted == [body]
+        assert harness.observer.routes == {"broadcast": 1}
+
+    @pytest.mark.parametrize("request_id", [
+        "not-a-uuid", "", "x" * 36, str(uuid.uuid1()), str(uuid.uuid4()).upper() + "0",
+        # version 8, but not our layout (marker differs)
+        "0123abcd-4567-8abc-9def-0123456789ab",
+        "{" + str(uuid.uuid4()) + "}"])
+    def test_a_garbage_or_foreign_id_on_a_fixed_queue_is_dropped(
+            self, harness: Harness, request_id: str) -> None:
+        body = reply_bytes(request_id)
+        assert harness.transport.deliver(RESULTS, body, None) is ReplyOutcome.DROPPED
+        assert harness.transport.rerouted == [] and harness.transport.forwarded == []
+        assert harness.observer.dropped == {"unroutable": 1}
+
+    def test_own_late_reply_on_a_fixed_queue_is_not_forwarded_to_itself(
+            self, harness: Harness) -> None:
+        body = reply_bytes(new_request_id(harness.transport.token))
+        assert harness.transport.deliver(RESULTS, body, None) is ReplyOutcome.DROPPED
+        assert harness.transport.forwarded == []
+        assert harness.observer.dropped == {"unknown": 1}
+
+    def test_forwarded_reply_reaches_its_owner(self, harness: Harness) -> None:
+        harness.transport.responders[QUEUE] = silent
+        call = harness.call_in_thread()
+        request = harness.last_request()
+        outcome = harness.transport.deliver(RESULTS, reply_bytes(request.request_id, ok=3),
+                                            None, relayed=True)
+        assert outcome is ReplyOutcome.DELIVERED
+        assert call.join().result["ok"] == 3
+        assert harness.observer.received == {"relayed": 1}
+
+    def test_relayed_reply_is_never_relayed_again(self, harness: Harness) -> None:
+        for request_id in (str(uuid.uuid4()), new_request_id(new_token())):
+            assert harness.transport.deliver(RESULTS, reply_bytes(request_id), None,
+                                             relayed=True) is ReplyOutcome.DROPPED
+        assert harness.transport.rerouted == [] and harness.transport.forwarded == []
+        assert harness.observer.dropped == {"not_owner": 2}
 
     def test_unknown_reply_on_own_queue_is_dropped(self, harness: Harness) -> None:
         request_id = str(uuid.uuid4())
@@ -182,11 +224,13 @@ class TestUnroutableReplies:
         late = reply_bytes(request_id)
         assert harness.transport.deliver("reply.fake", late, request_id) \
             is ReplyOutcome.DROPPED
-        # On a fixed queue it may belong to another worker: forwarded once, then dropped.
-        assert harness.transport.deliver(RESULTS, late, None) is REROUTE
-        assert harness.transport.deliver("reply.fake", late, None, rerouted=True) \
+        # On a fixed queue it names this worker as its owner: dropped, not forwarded.
+        assert harness.transport.deliver(RESULTS, late, None) is ReplyOutcome.DROPPED
+        # Forwarded to us by another worker after the timeout: dropped as well.
+        assert harness.transport.deliver(RESULTS, late, None, relayed=True) \
             is ReplyOutcome.DROPPED
-        assert harness.observer.dropped == {"unknown": 1, "not_owner": 1}
+        assert harness.observer.dropped == {"unknown": 3}
+        assert harness.transport.forwarded == []
         assert harness.client.pending_count == 0
 
     def test_duplicate_reply_is_dropped(self, harness: Harness) -> None:
@@ -250,7 +294,9 @@ class TestRequestMessage:
         body = json.loads(request.body)
         assert request.queue == QUEUE
         assert body["request_id"] == request.request_id
-        assert uuid.UUID(request.request_id).version == 4
+        assert uuid.UUID(request.request_id).version == 8
+        assert str(uuid.UUID(request.request_id)) == request.request_id  # canonical form
+        assert owner_token(request.request_id) == harness.transport.token
         assert isinstance(body["timestamp"], float)
         assert abs(body["timestamp"] - time.time()) < 5
         assert body["command"] == "x" and body["n"] == 1
@@ -266,8 +312,8 @@ class TestRequestMessage:
 class NeverConnects(FakeTransport):
     """A transport whose first connection attempt is still in progress."""
 
-    def start(self, on_reply: Callable[..., ReplyOutcome],
-              on_connection_change: Callable[[bool], None]) -> None:
+    def start(self, on_reply: Callable[..., Any],
+              on_connection_change: Callable[..., None]) -> None:
         self._on_reply, self._on_change = on_reply, on_connection_change
 
 

@@ -54,3 +54,24 @@ def test_clear_forgets_everything() -> None:
     cache.put("a", 1)
     cache.clear()
     assert cache.get("a") is None
+
+
+def test_a_shorter_ttl_per_entry_but_never_a_longer_one() -> None:
+    clock = Clock()
+    cache: TtlCache[str] = TtlCache(10, clock=clock)
+    cache.put("short", "v", ttl=2)
+    cache.put("long", "v", ttl=100)
+    cache.put("gone", "v", ttl=0)
+    clock.now += 3
+    assert cache.get("short") is None and cache.get("gone") is None
+    assert cache.get("long") == "v"
+    clock.now += 8
+    assert cache.get("long") is None
+
+
+def test_discard_if_forgets_only_the_matching_values() -> None:
+    cache: TtlCache[int] = TtlCache(60)
+    for n in range(6):
+        cache.put(n, n % 2)
+    assert cache.discard_if(lambda value: value == 1) == 3
+    assert [cache.get(n) for n in range(6)] == [0, None, 0, None, 0, None]

@@ -38,12 +38,20 @@ Reply routing
 A peer answers either to ``reply_to`` (this worker's own exclusive queue) or to
 a fixed results queue shared by every worker of every replica. A reply is
 matched by ``correlation_id`` or, failing that, by the body's ``request_id``.
-A reply found on a *fixed* queue whose request is not ours is returned as
-:data:`REROUTE`; the transport then republishes it to a fanout exchange that
-every worker's reply queue is bound to, marked as rerouted. Its owner resolves
-it and everyone else drops it as ``not_owner``. Rerouted replies are never
-rerouted again, so nothing loops. Unknown, late and duplicate replies are
-dropped and counted; their bodies are never logged.
+Request ids name their owner (``request_ids.py``: a version-8 UUID carrying
+the token of the connection that made it, and that connection's reply queue is
+named after the token). A reply found on a *fixed* queue whose request is not
+ours is returned as :attr:`ReplyOutcome.FORWARD` with the owner's queue; the
+transport publishes it there through the default exchange, marked as
+forwarded, so it costs one more delivery whatever the number of workers. A
+forward to a queue that no longer exists (its worker died) is dropped by the
+broker. Only an id without a token (a version-4 id from an earlier version of
+the service, during a rolling update) is returned as
+:attr:`ReplyOutcome.BROADCAST`: the transport republishes it to the fanout
+exchange every reply queue is bound to, its owner resolves it and everyone
+else drops it as ``not_owner``. Forwarded and broadcast replies are never
+relayed again, so nothing loops. Unknown, late and duplicate replies, and ids
+that are neither, are dropped and counted; their bodies are never logged.
 """
 
 from __future__ import annotations
@@ -63,19 +71,31 @@ from ..context import current_request_id
 from ..exceptions import (BrokerUnavailable, NoConsumer, RemoteError, RpcError, RpcTimeout,
                           Saturated)
 from ..observer import Observer
+from .request_ids import is_legacy_id, new_request_id, owner_token, reply_queue_name
 
 log = logging.getLogger(__name__)
 
 
 class ReplyOutcome(enum.Enum):
-    """What :meth:`RpcClient.on_reply` did with a reply."""
+    """What :meth:`RpcClient.on_reply` did with a reply, or asks the transport to do."""
 
     DELIVERED = "delivered"
-    REROUTE = "reroute"
+    FORWARD = "forward"  # publish to Routing.forward_to, the owner's reply queue
+    BROADCAST = "broadcast"  # legacy id: publish to the reply fanout exchange
     DROPPED = "dropped"
 
 
-REROUTE = ReplyOutcome.REROUTE
+@dataclass(frozen=True)
+class Routing:
+    """The verdict on one reply; ``forward_to`` is set for FORWARD only."""
+
+    outcome: ReplyOutcome
+    forward_to: str = ""
+
+
+DELIVERED = Routing(ReplyOutcome.DELIVERED)
+BROADCAST = Routing(ReplyOutcome.BROADCAST)
+DROPPED = Routing(ReplyOutcome.DROPPED)
 
 
 @dataclass(frozen=True)
@@ -92,12 +112,22 @@ class OutgoingRequest:
 class Transport(Protocol):
     """What :class:`RpcClient` needs from the broker side."""
 
-    def start(self, on_reply: Callable[..., ReplyOutcome],
-              on_connection_change: Callable[[bool], None]) -> None:
-        """Begin connecting in the transport's own thread; return at once."""
+    def start(self, on_reply: Callable[..., Routing],
+              on_connection_change: Callable[..., None]) -> None:
+        """Begin connecting in the transport's own thread; return at once.
+
+        ``on_connection_change(True, token)`` reports a connection whose reply
+        queue is ``request_ids.reply_queue_name(token)``; ``(False)`` its loss.
+        """
 
     def publish(self, request: OutgoingRequest, on_failure: Callable[[str], None]) -> None:
         """Hand a request to the I/O thread; raise BrokerUnavailable if it cannot take it."""
+
+    def listen(self, exchange: str, handler: Callable[[bytes], None],
+               on_gap: Callable[[], None] | None = None) -> None:
+        """Before start: call ``handler(body)`` in the I/O thread for each message on the
+        fanout ``exchange`` (the auth events), and ``on_gap()`` after each reconnect (what
+        was published meanwhile was missed); neither may block or raise."""
 
     def close(self, timeout: float) -> None:
         """Close the connection cleanly and stop the I/O thread."""
@@ -162,6 +192,7 @@ class RpcClient:
         self._lock = threading.Lock()
         self._pending: dict[str, PendingCall] = {}
         self._connected = False
+        self._owner = ""  # the current connection's owner token (request_ids.py)
         self._first_attempt_done = threading.Event()
         self._started = False
         self._closed = False
@@ -260,19 +291,20 @@ class RpcClient:
 
     def _exchange(self, queue: str, payload: dict[str, Any], timeout: float,
                   deadline: float) -> bytes:
-        request_id = str(uuid.uuid4())
-        message = dict(payload, request_id=request_id, timestamp=time.time())
-        call = PendingCall(request_id, queue)
-        request = OutgoingRequest(
-            queue=queue, body=json.dumps(message).encode(), request_id=request_id,
-            http_request_id=current_request_id(),
-            expiration_ms=max(1, math.ceil((deadline - time.monotonic()) * 1000)))
         with self._lock:
             if not self._connected:
                 raise BrokerUnavailable()
-            self._pending[request_id] = call
+            # Minted under the lock: the token is that of the connection the call
+            # is registered against, and a disconnect fails the call with it.
+            request_id = new_request_id(self._owner) if self._owner else str(uuid.uuid4())
+            call = self._pending[request_id] = PendingCall(request_id, queue)
         self._observer.rpc_inflight(1)
         try:
+            message = dict(payload, request_id=request_id, timestamp=time.time())
+            request = OutgoingRequest(
+                queue=queue, body=json.dumps(message).encode(), request_id=request_id,
+                http_request_id=current_request_id(),
+                expiration_ms=max(1, math.ceil((deadline - time.monotonic()) * 1000)))
             self._transport.publish(request, self._on_publish_failure)
             self._observer.rpc_published(queue)
             return call.wait(deadline - time.monotonic(), timeout)
@@ -290,8 +322,14 @@ class RpcClient:
     # -- broker side (I/O thread) -------------------------------------------
 
     def on_reply(self, source_queue: str, body: bytes, correlation_id: str | None,
-                 rerouted: bool = False) -> ReplyOutcome:
-        """Route one reply. Runs in the I/O thread; must not block."""
+                 relayed: bool = False) -> Routing:
+        """Route one reply. Runs in the I/O thread; must not block.
+
+        ``relayed`` is True for a reply another worker forwarded or broadcast to
+        us (``source_queue`` is then the fixed queue it was first taken from).
+        """
+        fixed = source_queue in self._fixed_queues
+        self._observer.reply_received("relayed" if relayed else "fixed" if fixed else "own")
         # Lock-free reads: a single dict.get is atomic under the GIL, and a call
         # removed concurrently only means its Event is set after nobody waits.
         call = self._pending.get(correlation_id) if correlation_id else None
@@ -299,39 +337,47 @@ class RpcClient:
             # Never parsed: a huge reply would cost every waiting thread its memory.
             if call is not None:
                 call.fail(RemoteError("reply too large"))
-            self._observer.reply_dropped("too_large")
-            log.log(logging.WARNING if call is not None else logging.DEBUG,
-                    "oversized reply dropped",
-                    extra={"queue": source_queue, "reply_bytes": len(body),
-                           "matched": call is not None})
-            return ReplyOutcome.DROPPED
+            return self._drop("too_large", source_queue,
+                              logging.WARNING if call is not None else logging.DEBUG,
+                              reply_bytes=len(body), matched=call is not None)
+        request_id = correlation_id
         if call is None:
-            request_id = _request_id_of(body)
+            request_id = _request_id_of(body) or correlation_id
             call = self._pending.get(request_id) if request_id else None
-            if request_id is None and correlation_id is None:
-                self._observer.reply_dropped("unroutable")
-                log.debug("reply without request id dropped", extra={"queue": source_queue})
-                return ReplyOutcome.DROPPED
+            if request_id is None:
+                return self._drop("unroutable", source_queue)
         if call is not None:
             if call.resolve(body):
-                return ReplyOutcome.DELIVERED
+                return DELIVERED
             # A duplicate that arrived before its request left the pending map.
-            self._observer.reply_dropped("duplicate")
-            log.debug("duplicate reply dropped", extra={"queue": source_queue})
-            return ReplyOutcome.DROPPED
-        if source_queue in self._fixed_queues and not rerouted:
-            self._observer.reply_rerouted()
-            return ReplyOutcome.REROUTE
-        reason = "not_owner" if rerouted else "unknown"
-        self._observer.reply_dropped(reason)
-        log.debug("reply for an unknown or finished request dropped",
-                  extra={"queue": source_queue, "reason": reason})
-        return ReplyOutcome.DROPPED
+            return self._drop("duplicate", source_queue)
+        token = owner_token(request_id)
+        if relayed:
+            # Ours but finished (a forward that came late), or a broadcast copy for another.
+            return self._drop("unknown" if token == self._owner else "not_owner", source_queue)
+        if not fixed or token == self._owner:
+            return self._drop("unknown", source_queue)
+        if token is not None:
+            self._observer.reply_rerouted("direct")
+            return Routing(ReplyOutcome.FORWARD, reply_queue_name(token))
+        if is_legacy_id(request_id):
+            self._observer.reply_rerouted("broadcast")
+            return BROADCAST
+        # Neither ours nor any version's: nobody can be waiting for it.
+        return self._drop("unroutable", source_queue)
 
-    def on_connection_change(self, connected: bool) -> None:
-        """Record the connection state; on loss fail every pending call at once."""
+    def _drop(self, reason: str, source_queue: str, level: int = logging.DEBUG,
+              **details: Any) -> Routing:
+        self._observer.reply_dropped(reason)
+        log.log(level, "reply dropped", extra={"queue": source_queue, "reason": reason,
+                                               **details})
+        return DROPPED
+
+    def on_connection_change(self, connected: bool, owner: str = "") -> None:
+        """Record the connection state and its owner token; on loss fail every pending call."""
         with self._lock:
             self._connected = connected
+            self._owner = owner if connected else ""
         self._first_attempt_done.set()
         self._observer.broker_connected(connected)
         if not connected:

@@ -15,8 +15,15 @@ Each connection also declares its own reply queue, ``exclusive`` (and so
 deleted by the broker when the connection dies): a worker that crashes leaves
 nothing behind, and after a reconnect nothing is owed to the old queue because
 every call pending at the disconnect has already been failed. The reply queue
-is bound to a fanout exchange to which replies found on the fixed results
-queues are forwarded when they belong to another worker (see ``client.py``).
+is named after the connection's owner token (``request_ids.py``), so a reply
+found on a fixed results queue that belongs to another worker is forwarded to
+exactly its owner's queue through the default exchange (``mandatory``: a
+forward to a queue that is gone comes back and is counted as ``owner_gone``).
+The reply queue is also bound to a fanout exchange, the fallback for ids that
+name no owner (see ``client.py``).
+
+Listeners (``listen``) get a server-named exclusive queue each, bound to their
+fanout exchange (declared durable), consumed with auto-ack: the auth events.
 
 Consumer presence: the I/O thread keeps, per request queue, the consumer count
 the broker reports for a passive declare (on a second channel of its own, so
@@ -41,7 +48,6 @@ import os
 import socket
 import threading
 import time
-import uuid
 from typing import Any, Callable
 
 import pika
@@ -51,11 +57,14 @@ from pika.spec import Basic, BasicProperties
 
 from ..config import Settings
 from ..exceptions import BrokerUnavailable
-from .client import OutgoingRequest, ReplyOutcome
+from ..observer import Observer
+from .client import DROPPED, OutgoingRequest, ReplyOutcome, Routing
+from .request_ids import new_token, reply_queue_name
 
 log = logging.getLogger(__name__)
 
-REROUTED_HEADER = "x-rerouted-from"
+REROUTED_HEADER = "x-rerouted-from"  # broadcast through the fanout exchange
+FORWARDED_HEADER = "x-forwarded-from"  # sent to the owner's queue only
 APP_ID = "cluster_service"
 _MIN_DELAY, _MAX_DELAY = 0.25, 2.0
 _FRESH = 1.5  # seconds a consumer count is believed
@@ -84,9 +93,14 @@ def connection_parameters(settings: Settings) -> pika.ConnectionParameters:
 class PikaTransport:
     """One broker connection owned by one I/O thread. See the module docstring."""
 
-    def __init__(self, settings: Settings, peers: dict[str, str] | None = None) -> None:
+    def __init__(self, settings: Settings, observer: Observer | None = None,
+                 peers: dict[str, str] | None = None) -> None:
         self._settings = settings
+        self._observer = observer or Observer()
         self._peers = dict(peers or {})  # request queue -> peer name, for the log lines
+        self._listeners: dict[str, Callable[[bytes], None]] = {}
+        self._gap_handlers: list[Callable[[], None]] = []
+        self._ever_connected = False
         self._params = connection_parameters(settings)
         self._request_queues = (settings.auth_request_queue, settings.namespace_request_queue,
                                 settings.agents_request_queue)
@@ -99,9 +113,9 @@ class PikaTransport:
         self._channel: BlockingChannel | None = None
         self._reply_queue = ""
         self._thread: threading.Thread | None = None
-        self._on_reply: Callable[..., ReplyOutcome] | None = None
+        self._on_reply: Callable[..., Routing] | None = None
         self._cancelled = False
-        self._on_change: Callable[[bool], None] | None = None
+        self._on_change: Callable[..., None] | None = None
         # Consumer presence (see the module docstring). Written by the I/O thread;
         # read by request threads (single dict operations, atomic under the GIL).
         self._consumers: dict[str, tuple[int, float]] = {}
@@ -117,8 +131,20 @@ class PikaTransport:
 
     # -- called from other threads ------------------------------------------
 
-    def start(self, on_reply: Callable[..., ReplyOutcome],
-              on_connection_change: Callable[[bool], None]) -> None:
+    def listen(self, exchange: str, handler: Callable[[bytes], None],
+               on_gap: Callable[[], None] | None = None) -> None:
+        """Call ``handler(body)`` in the I/O thread for every message on fanout ``exchange``.
+
+        Call before :meth:`start`. ``on_gap()`` is called on every reconnect: the
+        messages published while the connection was down were missed. Both must be
+        short and must not raise (an exception is logged and the message dropped).
+        """
+        self._listeners[exchange] = handler
+        if on_gap is not None:
+            self._gap_handlers.append(on_gap)
+
+    def start(self, on_reply: Callable[..., Routing],
+              on_connection_change: Callable[..., None]) -> None:
         """Start the I/O thread; it connects, and reconnects until :meth:`close`."""
         self._on_reply, self._on_change = on_reply, on_connection_change
         self._thread = threading.Thread(target=self._run, name="amqp-io", daemon=True)
@@ -211,10 +237,13 @@ class PikaTransport:
                     self._record_consumers(queue, declared.method.consumer_count)
             channel.exchange_declare(self._settings.reply_exchange, exchange_type="fanout",
                                      durable=True)
-            reply_queue = (f"cluster_service.reply.{socket.gethostname()}.{os.getpid()}."
-                           f"{uuid.uuid4().hex[:8]}")
+            token = new_token()
+            reply_queue = reply_queue_name(token)
             channel.queue_declare(queue=reply_queue, exclusive=True, auto_delete=True)
             channel.queue_bind(reply_queue, self._settings.reply_exchange)
+            channel.add_on_return_callback(self._on_returned)
+            for exchange, handler in self._listeners.items():
+                self._declare_listener(channel, exchange, handler)
             # The broker cancels a consumer whose queue is deleted; pika only drops it.
             # We must notice, or replies on that queue would go unread for good.
             self._cancelled = False
@@ -232,9 +261,13 @@ class PikaTransport:
         log.info("broker connected", extra={"event": "broker_connected",
                                             "broker": f"{self._params.host}:{self._params.port}",
                                             "reply_queue": reply_queue})
+        if self._ever_connected:
+            for on_gap in self._gap_handlers:
+                self._call_quietly(on_gap)
+        self._ever_connected = True
         # Set by start().
         assert self._on_change is not None  # nosec B101
-        self._on_change(True)
+        self._on_change(True, token)
 
     def _loop(self) -> None:
         connection, channel = self._connection, self._channel
@@ -289,19 +322,19 @@ class PikaTransport:
     # -- pika callbacks (I/O thread) ---------------------------------------
 
     def _route(self, source: str, body: bytes, correlation_id: str | None,
-               rerouted: bool) -> ReplyOutcome:
+               relayed: bool) -> Routing:
         """Hand a reply to the RPC logic. A reply that makes it fail is dropped, never
         raised: raised here it would tear the connection down, and, unacked, come back
         to poison the next consumer in every worker."""
         # Set by start().
         assert self._on_reply is not None  # nosec B101
         try:
-            return self._on_reply(source, body, correlation_id, rerouted)
+            return self._on_reply(source, body, correlation_id, relayed)
         except Exception as error:
             log.warning("reply could not be routed, dropped", extra={
                 "event": "reply_unroutable", "queue": source,
                 "error_type": type(error).__name__})
-            return ReplyOutcome.DROPPED
+            return DROPPED
 
     def _refresh_consumers(self, queues: tuple[str, ...]) -> None:
         """Ask the broker how many consumers each queue has. I/O thread only."""
@@ -369,25 +402,64 @@ class PikaTransport:
                       properties: BasicProperties, body: bytes) -> None:
         """Called by pika for each message on this worker's reply queue (auto-acked)."""
         headers = properties.headers or {}
-        rerouted = REROUTED_HEADER in headers
-        source = str(headers.get(REROUTED_HEADER, self._reply_queue))
-        self._route(source, body, properties.correlation_id, rerouted)
+        relayed_from = headers.get(FORWARDED_HEADER, headers.get(REROUTED_HEADER))
+        source = str(relayed_from) if relayed_from is not None else self._reply_queue
+        self._route(source, body, properties.correlation_id, relayed_from is not None)
 
     def _on_fixed_reply(self, queue: str, channel: BlockingChannel, method: Basic.Deliver,
                         properties: BasicProperties, body: bytes) -> None:
-        """Called by pika for each message on a shared results queue; forwards others' replies."""
-        outcome = self._route(queue, body, properties.correlation_id, False)
-        if outcome is ReplyOutcome.REROUTE:
-            channel.basic_publish(
-                exchange=self._settings.reply_exchange, routing_key="", body=body,
-                properties=BasicProperties(
-                    content_type=properties.content_type,
-                    correlation_id=properties.correlation_id,
-                    delivery_mode=pika.DeliveryMode.Transient,
-                    expiration=self._reroute_ttl_ms,
-                    app_id=APP_ID,
-                    headers={REROUTED_HEADER: queue}))
+        """Called by pika for each message on a shared results queue; sends others' replies on."""
+        routing = self._route(queue, body, properties.correlation_id, False)
+        if routing.outcome is ReplyOutcome.FORWARD:
+            self._relay(channel, "", routing.forward_to, FORWARDED_HEADER, queue, properties,
+                        body)
+        elif routing.outcome is ReplyOutcome.BROADCAST:
+            self._relay(channel, self._settings.reply_exchange, "", REROUTED_HEADER, queue,
+                        properties, body)
         channel.basic_ack(method.delivery_tag)
+
+    def _relay(self, channel: BlockingChannel, exchange: str, routing_key: str, header: str,
+               queue: str, properties: BasicProperties, body: bytes) -> None:
+        """Publish another worker's reply, marked so that nobody relays it again."""
+        channel.basic_publish(
+            exchange=exchange, routing_key=routing_key, body=body, mandatory=bool(routing_key),
+            properties=BasicProperties(
+                content_type=properties.content_type,
+                correlation_id=properties.correlation_id,
+                delivery_mode=pika.DeliveryMode.Transient,
+                expiration=self._reroute_ttl_ms,
+                app_id=APP_ID,
+                headers={header: queue}))
+
+    def _on_returned(self, channel: BlockingChannel, method: Basic.Return,
+                     properties: BasicProperties, body: bytes) -> None:
+        """Called by pika when the broker returns a forward: its owner's queue is gone."""
+        self._observer.reply_dropped("owner_gone")
+        log.debug("forwarded reply returned, its owner is gone",
+                  extra={"queue": method.routing_key, "reply_code": method.reply_code})
+
+    def _declare_listener(self, channel: BlockingChannel, exchange: str,
+                          handler: Callable[[bytes], None]) -> None:
+        channel.exchange_declare(exchange, exchange_type="fanout", durable=True)
+        queue = channel.queue_declare(queue="", exclusive=True, auto_delete=True).method.queue
+        channel.queue_bind(queue, exchange)
+        channel.basic_consume(queue, functools.partial(self._on_event, exchange, handler),
+                              auto_ack=True)
+
+    def _on_event(self, exchange: str, handler: Callable[[bytes], None],
+                  channel: BlockingChannel, method: Basic.Deliver,
+                  properties: BasicProperties, body: bytes) -> None:
+        """Called by pika for each message on a listener's queue; never raises."""
+        self._call_quietly(functools.partial(handler, body), exchange)
+
+    @staticmethod
+    def _call_quietly(work: Callable[[], None], exchange: str = "") -> None:
+        try:
+            work()
+        except Exception as error:
+            log.warning("event could not be handled, dropped", extra={
+                "event": "event_unhandled", "exchange": exchange or None,
+                "error_type": type(error).__name__})
 
 
 def _close_quietly(connection: Any) -> None:

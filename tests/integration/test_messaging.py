@@ -20,7 +20,9 @@ import pika.exceptions
 import pytest
 import requests
 
-from ..support.peers import delete_queues, start_peers
+from cluster_service.rpc.request_ids import owner_token, reply_queue_name
+
+from ..support.peers import delete_queues, start_peers, wrong_namespaces
 from ..support.prometheus import metric_sum
 from ..support.rabbitmq_admin import close_connection, service_connections
 from ..support.request_tap import RequestTap
@@ -238,14 +240,7 @@ def test_concurrent_requests_each_get_their_own_agents_namespaces(
             sessions.append(session)
         agent_id = f"demo-agent-{n % 20 + 1}"
         response = namespaces(service, agent_id, session=session, cluster_id=n)
-        if response.status_code != 200:
-            return f"{agent_id}: {response.status_code} {response.text[:200]}"
-        body = response.json()
-        teams = [ns["name"] for ns in body["namespaces"] if ns["name"].startswith("team-")]
-        if body["agent_id"] != agent_id or body["cluster_id"] != n \
-                or teams != [f"team-{agent_id}"]:
-            return f"{agent_id}: wrong body {body}"
-        return None
+        return wrong_namespaces(response, agent_id, n)
 
     for style in ("reply_to", "results"):
         peers.set_reply_style(style)
@@ -270,7 +265,7 @@ def test_concurrent_requests_each_get_their_own_agents_namespaces(
 def test_replies_on_fixed_queues_reach_the_right_replica(
         service_factory: Callable[..., ServiceProcess], peers: Any) -> None:
     """Two replicas share the fixed results queues: a reply consumed by the wrong
-    replica is forwarded through the fanout exchange to the one that waits for it."""
+    replica is forwarded to the reply queue of the worker that waits for it, and only there."""
     replicas = [service_factory(WEB_CONCURRENCY="2", GUNICORN_THREADS="4") for _ in range(2)]
     peers.set_reply_style("results")
 
@@ -286,7 +281,12 @@ def test_replies_on_fixed_queues_reach_the_right_replica(
     with ThreadPoolExecutor(max_workers=8) as pool:
         errors = [e for e in pool.map(one, range(60)) if e is not None]
     assert errors == []
-    assert sum(metric(r, "cluster_rpc_replies_rerouted_total") for r in replicas) > 0
+    assert sum(metric(r, "cluster_rpc_replies_rerouted_total", route="direct")
+               for r in replicas) > 0
+    assert sum(metric(r, "cluster_rpc_replies_rerouted_total", route="broadcast")
+               for r in replicas) == 0
+    assert sum(metric(r, "cluster_rpc_replies_dropped_total", reason="not_owner")
+               for r in replicas) == 0
 
 
 # -- broker connection lost under a waiting request ---------------------------------------
@@ -365,9 +365,10 @@ def test_request_messages_carry_the_contract_properties(
         properties, body = tap.next(queues["AUTH_REQUEST_QUEUE"])
         assert properties.content_type == "application/json"
         assert properties.correlation_id == body["request_id"]
-        assert uuid.UUID(body["request_id"]).version == 4
-        assert properties.reply_to.startswith("cluster_service.reply.")
-        assert f".{pid}." in properties.reply_to
+        # A version-8 id that names the worker's reply queue (request_ids.py).
+        assert uuid.UUID(body["request_id"]).version == 8
+        token = owner_token(body["request_id"])
+        assert token is not None and properties.reply_to == reply_queue_name(token)
         assert properties.expiration == str(int(4.5 * 1000))
         assert properties.delivery_mode == 1
         assert properties.app_id == "cluster_service"

@@ -12,7 +12,8 @@ import threading
 from typing import Any, Callable
 
 from cluster_service.exceptions import BrokerUnavailable
-from cluster_service.rpc.client import OutgoingRequest, ReplyOutcome
+from cluster_service.rpc.client import OutgoingRequest, ReplyOutcome, Routing
+from cluster_service.rpc.request_ids import new_token, reply_queue_name
 
 Responder = Callable[[dict[str, Any]], list[tuple[bytes | dict[str, Any], float]] | None]
 
@@ -20,29 +21,41 @@ Responder = Callable[[dict[str, Any]], list[tuple[bytes | dict[str, Any], float]
 class FakeTransport:
     """Records every publish and answers through per-queue responders."""
 
-    def __init__(self, connected: bool = True, reply_queue: str = "reply.fake") -> None:
+    def __init__(self, connected: bool = True, token: str | None = None) -> None:
         self.initially_connected = connected
-        self.reply_queue = reply_queue
+        self.token = token or new_token()
+        self.reply_queue = reply_queue_name(self.token)
         self.published: list[OutgoingRequest] = []
         self.responders: dict[str, Responder] = {}
         self.reply_via_queue: dict[str, str] = {}
-        self.rerouted: list[bytes] = []
+        self.rerouted: list[bytes] = []  # broadcast to the fanout exchange
+        self.forwarded: list[tuple[str, bytes]] = []  # (owner's queue, body)
+        self.listeners: dict[str, Callable[[bytes], None]] = {}
+        self.gap_handlers: list[Callable[[], None]] = []
         self.consumers: dict[str, int] = {}  # queue -> consumer count; absent = unknown
         self.closed = False
-        self._on_reply: Callable[..., ReplyOutcome] | None = None
-        self._on_change: Callable[[bool], None] | None = None
+        self._on_reply: Callable[..., Routing] | None = None
+        self._on_change: Callable[..., None] | None = None
         self._lock = threading.Lock()
         self._connected = False
+        self._was_connected = False
 
-    def start(self, on_reply: Callable[..., ReplyOutcome],
-              on_connection_change: Callable[[bool], None]) -> None:
+    def start(self, on_reply: Callable[..., Routing],
+              on_connection_change: Callable[..., None]) -> None:
         self._on_reply, self._on_change = on_reply, on_connection_change
         self.set_connected(self.initially_connected)
 
     def set_connected(self, connected: bool) -> None:
         self._connected = connected
         assert self._on_change is not None
-        self._on_change(connected)
+        if connected:
+            if self._was_connected:
+                for on_gap in self.gap_handlers:
+                    on_gap()
+            self._was_connected = True
+            self._on_change(True, self.token)
+        else:
+            self._on_change(False)
 
     def publish(self, request: OutgoingRequest, on_failure: Callable[[str], None]) -> None:
         if not self._connected:
@@ -61,13 +74,25 @@ class FakeTransport:
             timer.start()
 
     def deliver(self, source: str, body: bytes, correlation_id: str | None,
-                rerouted: bool = False) -> ReplyOutcome:
-        """Hand a reply to the client as the I/O thread would."""
+                relayed: bool = False) -> ReplyOutcome:
+        """Hand a reply to the client as the I/O thread would; return what it decided."""
         assert self._on_reply is not None
-        outcome = self._on_reply(source, body, correlation_id, rerouted)
-        if outcome is ReplyOutcome.REROUTE:
+        routing = self._on_reply(source, body, correlation_id, relayed)
+        if routing.outcome is ReplyOutcome.BROADCAST:
             self.rerouted.append(body)
-        return outcome
+        elif routing.outcome is ReplyOutcome.FORWARD:
+            self.forwarded.append((routing.forward_to, body))
+        return routing.outcome
+
+    def listen(self, exchange: str, handler: Callable[[bytes], None],
+               on_gap: Callable[[], None] | None = None) -> None:
+        self.listeners[exchange] = handler
+        if on_gap is not None:
+            self.gap_handlers.append(on_gap)
+
+    def emit(self, exchange: str, body: bytes) -> None:
+        """Deliver one message from a fanout exchange, as the I/O thread would."""
+        self.listeners[exchange](body)
 
     def close(self, timeout: float) -> None:
         self.closed = True

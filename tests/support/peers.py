@@ -16,6 +16,18 @@ def start_peers(prefix: str, **overrides: Any) -> DevPeers:
     return DevPeers(config).start(timeout=15)
 
 
+def wrong_namespaces(response: Any, agent_id: str, cluster_id: int) -> str | None:
+    """Why a /namespaces response is not the stand-in peers' answer for ``agent_id``, or None."""
+    if response.status_code != 200:
+        return f"{agent_id}: {response.status_code} {response.text[:200]}"
+    body = response.json()
+    teams = [ns["name"] for ns in body["namespaces"] if ns["name"].startswith("team-")]
+    if body["agent_id"] != agent_id or body["cluster_id"] != cluster_id \
+            or teams != [f"team-{agent_id}"]:
+        return f"{agent_id}: wrong body {body}"
+    return None
+
+
 def delete_queues(prefix: str) -> None:
     """Remove the durable queues and the exchange a test created."""
     from .service import queue_env
@@ -25,7 +37,7 @@ def delete_queues(prefix: str) -> None:
         channel = connection.channel()
         names = queue_env(prefix)
         for variable, name in names.items():
-            if variable == "REPLY_EXCHANGE":
+            if variable.endswith("_EXCHANGE"):
                 channel.exchange_delete(name)
             else:
                 channel.queue_delete(name)

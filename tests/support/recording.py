@@ -18,6 +18,10 @@ class RecordingObserver(Observer):
         self.dropped: Counter[str] = Counter()
         self.auth: Counter[str] = Counter()
         self.rerouted = 0
+        self.routes: Counter[str] = Counter()
+        self.received: Counter[str] = Counter()
+        self.events: Counter[str] = Counter()
+        self.shared_cache: Counter[str] = Counter()
         self.inflight = 0
         self.connected: list[bool] = []
         self.closing = 0
@@ -42,9 +46,22 @@ class RecordingObserver(Observer):
         with self._lock:
             self.dropped[reason] += 1
 
-    def reply_rerouted(self) -> None:
+    def reply_rerouted(self, route: str) -> None:
         with self._lock:
             self.rerouted += 1
+            self.routes[route] += 1
+
+    def reply_received(self, via: str) -> None:
+        with self._lock:
+            self.received[via] += 1
+
+    def auth_event(self, event: str) -> None:
+        with self._lock:
+            self.events[event] += 1
+
+    def auth_cache(self, outcome: str) -> None:
+        with self._lock:
+            self.shared_cache[outcome] += 1
 
     def broker_connected(self, connected: bool) -> None:
         with self._lock:

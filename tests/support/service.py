@@ -80,6 +80,7 @@ def queue_env(prefix: str) -> dict[str, str]:
         "AGENTS_REQUEST_QUEUE": f"{prefix}cluster_agents_requests",
         "AGENTS_RESULT_QUEUE": f"{prefix}cluster_agents_results",
         "REPLY_EXCHANGE": f"{prefix}cluster_service.replies",
+        "AUTH_EVENTS_EXCHANGE": f"{prefix}cluster_service.auth_events",
     }
 
 
