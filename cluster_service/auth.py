@@ -178,6 +178,8 @@ class Authenticator:
                 self._audit("blocked", "-", None)
                 raise TooManyAuthFailures(retry_after)
             return self._authenticate(api_key, key)
+        if key is not None and self._flights.in_flight(key):
+            return self._follow(api_key, key, client)
         # Counted before the RPC, forgiven unless it fails: concurrent guesses cannot
         # all slip past the check while the first rejections are still in flight.
         retry_after = self._guard.admit(client)
@@ -193,6 +195,24 @@ class Authenticator:
         finally:
             if not failed:
                 self._guard.forgive(client)
+
+    def _follow(self, api_key: str, key: str, client: str | None) -> User:
+        """Join the lookup of ``key`` already in flight: its verdict, not another guess.
+
+        A burst of requests with one key (a client's first calls, before the cache
+        holds it) is one guess; counting each would give a valid key 429s. A shared
+        rejection still counts, as a rejected key's repeats do.
+        """
+        assert self._guard is not None  # nosec B101 - only called with a guard
+        retry_after = self._guard.retry_after(client)
+        if retry_after is not None:
+            self._audit("blocked", fingerprint(api_key), None)
+            raise TooManyAuthFailures(retry_after)
+        try:
+            return self._authenticate(api_key, key)
+        except AuthenticationFailed:
+            self._guard.record_failure(client)
+            raise
 
     def _authenticate(self, api_key: str | None, key: str | None) -> User:
         """``key`` is the cache key of a well-formed ``api_key``, None for any other."""

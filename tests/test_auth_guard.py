@@ -208,6 +208,27 @@ class TestGuardRace:
         assert sorted(statuses) == [401] * 5 + [429] * 27
         assert transport.count(AUTH_QUEUE) == 5
 
+    def test_a_burst_with_one_valid_uncached_key_is_one_guess_not_thirty(
+            self, make_app: Callable[..., Flask], transport: FakeTransport) -> None:
+        """Requests that join a lookup already in flight share its verdict: found by the
+        slow-agents bench, where 200 clients with one key got 429s at start-up."""
+        app = make_app(RATE_LIMIT_ENABLED="true", RATE_LIMIT_REQUESTS_PER_MINUTE="1000",
+                       AUTH_FAILURES_PER_MINUTE="5")
+        answer = transport.responders[AUTH_QUEUE]
+        transport.responders[AUTH_QUEUE] = lambda body: [
+            (reply, 0.3) for reply, _ in answer(body) or []]
+        barrier = threading.Barrier(30)
+
+        def call(_: int) -> int:
+            client = app.test_client()
+            barrier.wait(10)
+            return get(client, API_KEY).status_code
+
+        with ThreadPoolExecutor(30) as pool:
+            statuses = list(pool.map(call, range(30)))
+        assert statuses == [200] * 30
+        assert transport.count(AUTH_QUEUE) <= 2
+
     def test_a_success_gives_its_attempt_back(self, make_app: Callable[..., Flask],
                                               transport: FakeTransport) -> None:
         client = guarded(make_app, failures=2, AUTH_CACHE_TTL="0")
