@@ -55,6 +55,12 @@ workers = _settings.web_concurrency
 threads = _settings.gunicorn_threads
 # Open connections per worker; those above ``threads`` are idle keep-alive ones.
 worker_connections = max(1000, 2 * threads)
+# Each worker listens on its own SO_REUSEPORT socket, so the kernel spreads new
+# connections over the workers. With one shared socket, whichever worker wakes
+# first accepts: under load most keep-alive connections ended up on one worker,
+# whose GIL then set the pace (slow-agents bench at 0.2 s, 64 clients: 0.82-0.94 of
+# the ideal with one socket, 0.93-0.96 with one per worker; docs/performance.md).
+reuse_port = True
 timeout = int(_settings.longest_request + 30)
 graceful_timeout = int(_settings.longest_request + 5)
 keepalive = 5
