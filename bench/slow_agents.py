@@ -11,7 +11,7 @@ law), p50, p99, statuses, RSS per worker. During the C = 256 rows a client
 polls ``/health`` (a new connection per probe, as a kubelet does).
 
 The ``hung-agents`` row: 200 clients ask agents that never answer (and wait about
-1 s, jittered, after a 503: clients in a hurry despite ``Retry-After``), while 16 clients use
+1 s, jittered, after a 503 or 504: clients in a hurry despite ``Retry-After``), while 16 clients use
 healthy 0.2 s agents and one polls ``/health``. The row sets WEBSOCKET_TIMEOUT=5
 so that the first timeouts (which open the breakers) fall inside the row.
 
@@ -96,7 +96,7 @@ def _get(conn: http.client.HTTPConnection | None, port: int, path: str,
 
 
 def run_clients(count: int, port: int, paths: Callable[[int, int], str], stop: threading.Event,
-                tally: Tally, *, pause_after_503: float = 0.0, timeout: float = 60.0,
+                tally: Tally, *, pause_after_failure: float = 0.0, timeout: float = 60.0,
                 window: tuple[float, float] | None = None) -> list[threading.Thread]:
     """Start ``count`` closed-loop clients; request n of client i asks ``paths(i, n)``."""
     headers = {"X-API-Key": API_KEY}
@@ -113,10 +113,11 @@ def run_clients(count: int, port: int, paths: Callable[[int, int], str], stop: t
             # only requests that also started inside it would lose one per client per edge).
             if window is None or window[0] <= ended <= window[1]:
                 tally.add(status, ended - started)
-            if status == 503 and pause_after_503:
-                # Jittered, as retry policies are: clients that all got their 504 at the
-                # same moment would otherwise come back in lock step, every second.
-                stop.wait(random.uniform(0.5, 1.5) * pause_after_503)  # nosec B311
+            if status in (503, 504) and pause_after_failure:
+                # Jittered, as retry policies are (and as docs/operations.md asks of
+                # clients): clients that all got their 504 at the same moment would
+                # otherwise come back in lock step.
+                stop.wait(random.uniform(0.5, 1.5) * pause_after_failure)  # nosec B311
         if conn is not None:
             conn.close()
 
@@ -281,7 +282,7 @@ class Scenario:
         duration = max(self.duration, 12.0)
         window = (time.monotonic(), time.monotonic() + duration)
         threads = run_clients(16, port, healthy_path, stop, healthy, window=window)
-        threads += run_clients(200, port, hung_path, stop, hung, pause_after_503=1.0,
+        threads += run_clients(200, port, hung_path, stop, hung, pause_after_failure=1.0,
                                timeout=10.0)
         threads.append(poll_health(port, stop, health))
         time.sleep(duration)  # the measured window itself
