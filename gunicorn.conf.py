@@ -50,7 +50,7 @@ _host = f"[{_settings.host}]" if ":" in _settings.host else _settings.host
 bind = [f"{_host}:{_settings.port}"]
 # gthread with a deadline for each connection's TLS handshake and request headers
 # (HEADER_READ_TIMEOUT): idle half-requests cost no thread (cluster_service/gunicorn_worker.py).
-worker_class = "cluster_service.gunicorn_worker.HeaderTimeoutWorker"
+worker_class = "cluster_service.server.worker.HeaderTimeoutWorker"
 workers = _settings.web_concurrency
 threads = _settings.gunicorn_threads
 # Open connections per worker; those above ``threads`` are idle keep-alive ones.
@@ -113,7 +113,7 @@ GIL_SWITCH_INTERVAL = 0.0005
 
 def post_worker_init(worker: Any) -> None:
     """Connect to the broker in the worker, after fork, before serving."""
-    from cluster_service.services import start
+    from cluster_service.wiring import start
 
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     start(worker.wsgi)
@@ -123,7 +123,7 @@ def worker_exit(server: Any, worker: Any) -> None:
     """Close the broker connection cleanly once the worker's requests are done."""
     app = getattr(worker, "wsgi", None)
     if app is not None:
-        from cluster_service.services import stop
+        from cluster_service.wiring import stop
 
         stop(app)
 

@@ -14,7 +14,7 @@ from dotenv import load_dotenv
 
 from cluster_service import create_app
 from cluster_service.config import ConfigError, load_settings
-from cluster_service.logging_config import configure_logging
+from cluster_service.observability.logging_config import configure_logging
 
 load_dotenv(".env")  # the working directory's .env only, never a parent's
 try:

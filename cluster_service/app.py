@@ -11,13 +11,14 @@ from typing import Mapping
 
 from flask import Flask
 
-from . import access_log, errors, limiter, metrics, request_id
-from .client_address import TrustedProxies
+from .api import access_log, error_handlers as errors, limiter, request_id
+from .observability import metrics
+from .domain.client_address import TrustedProxies
 from .api import agents, namespaces, register_blueprints
 from .config import Settings, load_settings
-from .observers import CompositeObserver, LoggingObserver
+from .observability.logging_observer import CompositeObserver, LoggingObserver
 from .rpc.client import Transport
-from .services import build_services, init_app as init_services
+from .wiring import build_services, init_app as init_services
 
 
 def create_app(test_config: Mapping[str, str] | Settings | None = None,

@@ -11,15 +11,15 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app
 
-from .audit import audit_auth
-from .auth import Authenticator, UserServiceClient
-from .auth_events import AuthEventHandler
-from .auth_guard import AuthFailureGuard
-from .clusters import ClusterOperations
+from .api.audit import audit_auth
+from .domain.auth import Authenticator, UserServiceClient
+from .domain.auth_events import AuthEventHandler
+from .domain.auth_guard import AuthFailureGuard
+from .domain.clusters import ClusterOperations
 from .config import Settings
-from .observer import Observer
+from .observability.observer import Observer
 from .rpc.client import RpcClient, Transport
-from .shared_auth_cache import SharedAuthCache
+from .domain.shared_auth_cache import SharedAuthCache
 
 EXTENSION = "cluster_service"
 

@@ -1,6 +1,6 @@
 """DEVELOPMENT STAND-IN peers for the Cluster Service. Never run this in production.
 
-`python -m cluster_service.devpeers` plays the User Service (API-key auth) and the
+`python -m devpeers` plays the User Service (API-key auth) and the
 Onboarding Service (namespaces, connected agents) over a real RabbitMQ, so the
 Cluster Service can be demonstrated, tested and benchmarked without the real
 peers. It follows the AMQP section of `contract.md`: it declares the six queues
@@ -14,7 +14,7 @@ authenticates anybody for real.
 
 Tests use the importable API::
 
-    from cluster_service.devpeers import DevPeers, PeerConfig
+    from devpeers import DevPeers, PeerConfig
 
     peers = DevPeers(PeerConfig().with_queue_prefix("test-1234-")).start()
     ...

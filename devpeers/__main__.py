@@ -1,4 +1,4 @@
-"""Command line of the development stand-in peers: `python -m cluster_service.devpeers`.
+"""Command line of the development stand-in peers: `python -m devpeers`.
 
 Settings come from defaults, then the environment, then flags. SIGINT/SIGTERM
 stop the peers cleanly and print a one-line JSON summary of the counters on
@@ -62,7 +62,7 @@ fault-late-<ms>-* inject faults; any other id is not connected.
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser; flags left unset keep the environment's value."""
     parser = argparse.ArgumentParser(
-        prog="python -m cluster_service.devpeers", description=DESCRIPTION, epilog=EPILOG,
+        prog="python -m devpeers", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     broker = parser.add_argument_group("broker")
     broker.add_argument("--host", help="RabbitMQ host (RABBITMQ_HOST)")

@@ -24,7 +24,7 @@ import pika.exceptions
 from .behaviour import Behaviour, Reply
 from .config import REPLY_STYLES, PeerConfig
 
-logger = logging.getLogger("cluster_service.devpeers")
+logger = logging.getLogger("devpeers")
 
 KINDS = ("auth", "namespaces", "agents")
 _LOOP_TICK = 0.25          # seconds; bounds how late a stop request or stats write can be

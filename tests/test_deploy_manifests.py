@@ -22,7 +22,7 @@ import yaml
 from cluster_service import create_app
 from cluster_service.api import BASE_PATH
 from cluster_service.config import Settings, load_settings
-from cluster_service.devpeers import PeerConfig
+from devpeers import PeerConfig
 
 from .support.fake_transport import FakeTransport
 from .support.promql import exported_sample_names, promql_metric_names
@@ -252,7 +252,7 @@ class TestDockerCompose:
 
     def test_peers_environment_is_what_the_peers_read(self, compose):
         peers = compose["services"]["peers"]
-        assert peers["command"] == ["python", "-m", "cluster_service.devpeers"]
+        assert peers["command"] == ["python", "-m", "devpeers"]
         assert set(peers["environment"]) <= peer_variables()
         assert peers["environment"]["RABBITMQ_HOST"] in compose["services"]
 

@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from cluster_service.context import request_id_var
-from cluster_service.observer import Observer
-from cluster_service.observers import CompositeObserver, LoggingObserver
+from cluster_service.observability.request_context import request_id_var
+from cluster_service.observability.observer import Observer
+from cluster_service.observability.logging_observer import CompositeObserver, LoggingObserver
 
 LOGGER = "cluster_service.rpc"
 
@@ -70,7 +70,7 @@ def test_failed_rpc_is_logged_at_warning(caplog, outcome):
 
 
 def test_rpc_line_carries_the_http_request_id(caplog):
-    from cluster_service.logging_config import _RequestIdFilter
+    from cluster_service.observability.logging_config import _RequestIdFilter
 
     caplog.set_level(logging.DEBUG, LOGGER)
     caplog.handler.addFilter(_RequestIdFilter())
@@ -141,7 +141,7 @@ def test_empty_composite_is_a_no_op():
 
 
 def test_unknown_http_methods_share_one_label_value() -> None:
-    from cluster_service import metrics
+    from cluster_service.observability import metrics
 
     before = len(metrics._request_children)
     for method in ("FOOBAR", "BAZQUX", "ZZZZZZ"):

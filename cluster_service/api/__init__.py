@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, request
 
-from ..exceptions import InvalidRequest
+from ..errors import InvalidRequest
 
 BASE_PATH = "/api/v3.0/cluster"
 MAX_QUERY_STRING = 2048

@@ -13,7 +13,7 @@ import time
 
 from flask import Flask, Response, g, request
 
-from . import metrics
+from ..observability import metrics
 
 log = logging.getLogger("cluster_service.access")
 

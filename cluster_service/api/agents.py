@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, g, jsonify
 
-from ..schemas import ConnectedAgentsResponse
-from ..services import services
-from ..timeutil import utc_timestamp
+from .schemas import ConnectedAgentsResponse
+from ..wiring import services
+from ..observability.timestamps import utc_timestamp
 from .auth import require_user
 
 bp = Blueprint("agents", __name__)

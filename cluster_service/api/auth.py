@@ -7,8 +7,8 @@ from typing import Any, Callable, TypeVar, cast
 
 from flask import current_app, g, request
 
-from ..security import fingerprint
-from ..services import services
+from ..domain.api_key import fingerprint
+from ..wiring import services
 
 API_KEY_HEADER = "X-API-Key"
 # The app extension that calls a view under the per-key rate limit (limiter.py).

@@ -13,9 +13,9 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import RequestRedirect
 
-from . import exceptions as exc
-from .context import current_request_id
-from .timeutil import utc_timestamp
+from .. import errors as exc
+from ..observability.request_context import current_request_id
+from ..observability.timestamps import utc_timestamp
 
 log = logging.getLogger(__name__)
 

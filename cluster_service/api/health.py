@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from ..schemas import ReadyResponse
-from ..services import services
-from ..timeutil import utc_timestamp
+from .schemas import ReadyResponse
+from ..wiring import services
+from ..observability.timestamps import utc_timestamp
 
 VERSION = "1.0.0"
 

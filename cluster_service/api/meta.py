@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify
 from werkzeug.exceptions import NotFound
 
-from .. import metrics
-from ..services import services
+from ..observability import metrics
+from ..wiring import services
 
 bp = Blueprint("meta", __name__)
 
@@ -20,7 +20,7 @@ def prometheus_metrics() -> Response:
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
-    from ..openapi import build_spec
+    from .openapi import build_spec
 
     spec = current_app.extensions.get("cluster_openapi")
     if spec is None:

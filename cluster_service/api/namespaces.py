@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from ..schemas import NamespacesQuery, NamespacesResponse, load_query
-from ..services import services
-from ..timeutil import utc_timestamp
+from .schemas import NamespacesQuery, NamespacesResponse, load_query
+from ..wiring import services
+from ..observability.timestamps import utc_timestamp
 from .auth import require_user
 
 bp = Blueprint("namespaces", __name__)

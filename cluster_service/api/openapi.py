@@ -19,9 +19,9 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import fields
 
-from .api import BASE_PATH
-from .api.auth import API_KEY_HEADER
-from .api.health import VERSION
+from . import BASE_PATH
+from .auth import API_KEY_HEADER
+from .health import VERSION
 from .request_id import HEADER as REQUEST_ID_HEADER
 from .schemas import (CLUSTER_ID_MAX, ClusterId, ConnectedAgentsResponse, ErrorResponse,
                       HealthResponse, NamespacesQuery, NamespacesResponse, ReadyResponse)

@@ -11,7 +11,7 @@ import uuid
 
 from flask import Flask, Response, g, request
 
-from .context import request_id_var
+from ..observability.request_context import request_id_var
 
 HEADER = "X-Request-ID"
 _SANE = re.compile(r"^[A-Za-z0-9._:+=/-]{1,128}$")

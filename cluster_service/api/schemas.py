@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from .exceptions import InvalidRequest
+from ..errors import InvalidRequest
 
 AGENT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 _AGENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")

@@ -25,8 +25,8 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Generic, Hashable, Iterator, TypeVar
 
-from .exceptions import ClusterServiceError, Saturated
-from .observer import Observer
+from ..errors import ClusterServiceError, Saturated
+from ..observability.observer import Observer
 
 K = TypeVar("K", bound=Hashable)
 

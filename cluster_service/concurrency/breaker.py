@@ -33,8 +33,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from .exceptions import AgentUnresponsive
-from .observer import Observer
+from ..errors import AgentUnresponsive
+from ..observability.observer import Observer
 
 
 class State(str, enum.Enum):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Callable, Generic, Hashable, TypeVar
 
-from .exceptions import RpcTimeout
+from ..errors import RpcTimeout
 
 V = TypeVar("V")
 

@@ -24,7 +24,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .observer import Observer
+from ..observability.observer import Observer
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
 
 from .client_address import guard_key
-from .config import Settings
+from ..config import Settings
 
 log = logging.getLogger(__name__)
 

@@ -14,14 +14,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .admission import KeyedSlots
+from ..concurrency.admission import KeyedSlots
 from .auth import User
-from .breaker import Breakers, Outcome
-from .config import Settings
-from .exceptions import AgentNotConnected, AgentTimeout, Forbidden, RemoteError, RpcTimeout
-from .observer import Observer
-from .rpc.client import RpcClient, loads_strict
-from .singleflight import SingleFlight
+from ..concurrency.breaker import Breakers, Outcome
+from ..config import Settings
+from ..errors import AgentNotConnected, AgentTimeout, Forbidden, RemoteError, RpcTimeout
+from ..observability.observer import Observer
+from ..rpc.client import RpcClient, loads_strict
+from ..concurrency.singleflight import SingleFlight
 
 log = logging.getLogger(__name__)
 

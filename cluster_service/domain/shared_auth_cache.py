@@ -36,8 +36,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .config import Settings
-from .observer import Observer
+from ..config import Settings
+from ..observability.observer import Observer
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ import sys
 
 from pythonjsonlogger.json import JsonFormatter
 
-from .config import Settings
-from .context import current_request_id
-from .timeutil import utc_timestamp
+from ..config import Settings
+from .request_context import current_request_id
+from .timestamps import utc_timestamp
 
 _HANDLER_NAME = "cluster_service"
 

@@ -33,7 +33,7 @@ from typing import Any
 from gunicorn import http, sock
 from gunicorn.workers.gthread import ThreadWorker
 
-from .config import load_settings
+from ..config import load_settings
 
 _READ_SIZE = 65536
 _END_OF_HEADERS = (b"\r\n\r\n", b"\n\n")

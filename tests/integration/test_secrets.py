@@ -22,7 +22,7 @@ import pika
 import pytest
 import requests
 
-from cluster_service.security import fingerprint
+from cluster_service.domain.api_key import fingerprint
 
 from ..support.peers import start_peers
 from ..support.rate_window import fresh_window

@@ -11,7 +11,7 @@ import json
 import threading
 from typing import Any, Callable
 
-from cluster_service.exceptions import BrokerUnavailable
+from cluster_service.errors import BrokerUnavailable
 from cluster_service.rpc.client import OutgoingRequest, ReplyOutcome, Routing
 from cluster_service.rpc.request_ids import new_token, reply_queue_name
 

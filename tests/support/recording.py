@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-from cluster_service.observer import Observer
+from cluster_service.observability.observer import Observer
 
 
 class RecordingObserver(Observer):
