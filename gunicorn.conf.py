@@ -113,7 +113,7 @@ GIL_SWITCH_INTERVAL = 0.0005
 
 def post_worker_init(worker: Any) -> None:
     """Connect to the broker in the worker, after fork, before serving."""
-    from cluster_service.wiring import start
+    from cluster_service.api.extension import start
 
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     start(worker.wsgi)
@@ -123,7 +123,7 @@ def worker_exit(server: Any, worker: Any) -> None:
     """Close the broker connection cleanly once the worker's requests are done."""
     app = getattr(worker, "wsgi", None)
     if app is not None:
-        from cluster_service.wiring import stop
+        from cluster_service.api.extension import stop
 
         stop(app)
 

@@ -11,14 +11,15 @@ from typing import Mapping
 
 from flask import Flask
 
-from .api import access_log, error_handlers as errors, limiter, request_id
-from .observability import metrics
-from .domain.client_address import TrustedProxies
-from .api import agents, namespaces, register_blueprints
+from .api import access_log, agents, error_handlers, limiter, namespaces, request_id
+from .api.extension import init_app as init_services
+from .api.routes import register_blueprints
 from .config import Settings, load_settings
+from .domain.client_address import TrustedProxies
+from .observability import metrics
 from .observability.logging_observer import CompositeObserver, LoggingObserver
 from .rpc.client import Transport
-from .wiring import build_services, init_app as init_services
+from .wiring import build_services
 
 
 def create_app(test_config: Mapping[str, str] | Settings | None = None,
@@ -45,7 +46,7 @@ def create_app(test_config: Mapping[str, str] | Settings | None = None,
     init_services(app, build_services(settings, observer, transport))
     request_id.init_app(app)
     access_log.init_app(app, settings.metrics_enabled)
-    errors.init_app(app)
+    error_handlers.init_app(app)
     register_blueprints(app)
     limiter.init_app(app, settings, [namespaces.bp, agents.bp])
     return app

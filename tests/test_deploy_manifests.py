@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from cluster_service import create_app
-from cluster_service.api import BASE_PATH
+from cluster_service.api.contract import BASE_PATH
 from cluster_service.config import Settings, load_settings
 from devpeers import PeerConfig
 

@@ -21,7 +21,7 @@ from typing import Callable
 import pytest
 
 from cluster_service import create_app
-from cluster_service.api import BASE_PATH
+from cluster_service.api.contract import BASE_PATH
 from cluster_service.config import load_settings
 
 from .support.fake_transport import FakeTransport

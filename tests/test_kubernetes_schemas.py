@@ -32,7 +32,7 @@ import pytest
 import yaml
 from referencing import Registry, Resource
 
-from cluster_service.api import BASE_PATH
+from cluster_service.api.contract import BASE_PATH
 
 from .support.tools import in_ci
 

@@ -8,11 +8,8 @@ from typing import Any, Callable, TypeVar, cast
 from flask import current_app, g, request
 
 from ..domain.api_key import fingerprint
-from ..wiring import services
-
-API_KEY_HEADER = "X-API-Key"
-# The app extension that calls a view under the per-key rate limit (limiter.py).
-LIMITED_CALL = "cluster_limited_call"
+from .contract import API_KEY_HEADER, LIMITED_CALL
+from .extension import services
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -28,10 +28,10 @@ from typing import Any, Callable
 from flask import Blueprint, Flask, Response, g, request
 from flask_limiter import Limiter
 
-from .auth import API_KEY_HEADER, LIMITED_CALL
-from ..domain.auth_guard import storage_options
 from ..config import Settings
 from ..domain.api_key import cache_key
+from ..domain.auth_guard import storage_options
+from .contract import API_KEY_HEADER, LIMITED_CALL
 
 EXTENSION = "cluster_limiter"
 STRATEGY = "sliding-window-counter"

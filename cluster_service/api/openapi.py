@@ -19,10 +19,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import fields
 
-from . import BASE_PATH
-from .auth import API_KEY_HEADER
-from .health import VERSION
-from .request_id import HEADER as REQUEST_ID_HEADER
+from .contract import API_KEY_HEADER, BASE_PATH, REQUEST_ID_HEADER, VERSION
 from .schemas import (CLUSTER_ID_MAX, ClusterId, ConnectedAgentsResponse, ErrorResponse,
                       HealthResponse, NamespacesQuery, NamespacesResponse, ReadyResponse)
 

@@ -12,8 +12,8 @@ import uuid
 from flask import Flask, Response, g, request
 
 from ..observability.request_context import request_id_var
+from .contract import REQUEST_ID_HEADER
 
-HEADER = "X-Request-ID"
 _SANE = re.compile(r"^[A-Za-z0-9._:+=/-]{1,128}$")
 
 
@@ -29,12 +29,12 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def _assign() -> None:
-        g.request_id = choose_request_id(request.headers.get(HEADER))
+        g.request_id = choose_request_id(request.headers.get(REQUEST_ID_HEADER))
         g.request_id_token = request_id_var.set(g.request_id)
 
     @app.after_request
     def _echo(response: Response) -> Response:
-        response.headers[HEADER] = g.get("request_id") or request_id_var.get()
+        response.headers[REQUEST_ID_HEADER] = g.get("request_id") or request_id_var.get()
         return response
 
     @app.teardown_request

@@ -36,17 +36,17 @@ from typing import Any, Callable
 
 import requests
 
+from ..concurrency.singleflight import SingleFlight
+from ..concurrency.ttlcache import TtlCache
 from ..config import Settings
-from .auth_guard import AuthFailureGuard
 from ..errors import (AuthBackendUnavailable, AuthenticationFailed, BrokerUnavailable,
                       NoConsumer, RemoteError, RpcTimeout, TooManyAuthFailures)
 from ..observability.observer import Observer
-from .revocations import Revocations
 from ..rpc.client import RpcClient
 from .api_key import cache_key, fingerprint, is_well_formed_api_key
+from .auth_guard import AuthFailureGuard
+from .revocations import Revocations
 from .shared_auth_cache import SharedAuthCache
-from ..concurrency.singleflight import SingleFlight
-from ..concurrency.ttlcache import TtlCache
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
 
-from .client_address import guard_key
 from ..config import Settings
+from .client_address import guard_key
 
 log = logging.getLogger(__name__)
 

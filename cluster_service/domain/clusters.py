@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..concurrency.admission import KeyedSlots
-from .auth import User
 from ..concurrency.breaker import Breakers, Outcome
+from ..concurrency.singleflight import SingleFlight
 from ..config import Settings
 from ..errors import AgentNotConnected, AgentTimeout, Forbidden, RemoteError, RpcTimeout
 from ..observability.observer import Observer
 from ..rpc.client import RpcClient, loads_strict
-from ..concurrency.singleflight import SingleFlight
+from .auth import User
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from flask import Flask, Response
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,
                                generate_latest)
 from prometheus_client import multiprocess
@@ -159,17 +158,13 @@ def observe_request(endpoint: str, method: str, status: int, seconds: float) -> 
     children[1].observe(seconds)
 
 
-def render() -> Response:
-    """The Prometheus text exposition, aggregated over all workers when multiprocess."""
+def render() -> tuple[bytes, str]:
+    """The Prometheus text exposition and its content type, aggregated over all
+    workers when multiprocess."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         data = generate_latest(registry)
     else:
         data = generate_latest()
-    return Response(data, mimetype=CONTENT_TYPE_LATEST)
-
-
-def init_app(app: Flask) -> None:
-    """Nothing to attach yet; kept for symmetry with the other extensions."""
-    app.extensions["cluster_metrics"] = PrometheusObserver()
+    return data, CONTENT_TYPE_LATEST

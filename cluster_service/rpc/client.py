@@ -67,10 +67,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from ..concurrency.admission import Slots
-from ..observability.request_context import current_request_id
 from ..errors import (BrokerUnavailable, NoConsumer, RemoteError, RpcError, RpcTimeout,
                       Saturated)
 from ..observability.observer import Observer
+from ..observability.request_context import current_request_id
 from .request_ids import is_legacy_id, new_request_id, owner_token, reply_queue_name
 
 log = logging.getLogger(__name__)
