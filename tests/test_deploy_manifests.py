@@ -253,6 +253,7 @@ class TestDockerCompose:
     def test_peers_environment_is_what_the_peers_read(self, compose):
         peers = compose["services"]["peers"]
         assert peers["command"] == ["python", "-m", "devpeers"]
+        assert "./devpeers:/app/devpeers:ro" in peers["volumes"]  # not in the image
         assert set(peers["environment"]) <= peer_variables()
         assert peers["environment"]["RABBITMQ_HOST"] in compose["services"]
 

@@ -225,6 +225,15 @@ def test_every_copy_source_exists_and_is_in_the_build_context() -> None:
             assert not dockerignored(source), f"COPY source {source} is in .dockerignore"
 
 
+def test_the_image_holds_no_development_stand_ins() -> None:
+    """``devpeers`` accepts well-known demo keys: it must never reach production."""
+    sources = [source for sources, _ in copy_sources() for source in sources]
+    assert all(source.strip("./") in ("requirements.txt", "cluster_service", "wsgi.py",
+                                       "gunicorn.conf.py") for source in sources), sources
+    assert not (REPO / "cluster_service" / "devpeers").exists()
+    assert (REPO / "devpeers" / "__main__.py").is_file()
+
+
 def test_installs_only_the_runtime_requirements() -> None:
     installs = [args for args in all_of("RUN") if "pip install" in args]
     assert len(installs) == 1
