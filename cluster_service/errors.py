@@ -1,8 +1,11 @@
 """Domain errors, in one flat module.
 
-Lower layers raise these; ``errors.py`` maps each one to an HTTP status and the
-contract's error code in a single table. Messages are safe to show a client:
-they never hold an API key, a message body or an exception's text.
+Lower layers raise these. Each class carries its own HTTP status and the
+contract's error code (``http_status``, ``error_code``): the one HTTP handler
+(``api/error_handlers.py``), the peers' wire-code lookup (``domain/clusters.py``)
+and the OpenAPI builder all read them here, and a test checks the README's
+error table against them. Messages are safe to show a client: they never hold
+an API key, a message body or an exception's text.
 """
 
 from __future__ import annotations
@@ -14,7 +17,11 @@ RETRY_AFTER_SECONDS = 5
 class ClusterServiceError(Exception):
     """Base of every error this service raises on purpose."""
 
+    http_status = 500
+    error_code = "internal_error"
     message = "Internal server error"
+    # Seconds for the Retry-After header; None: the status's default (RETRY_AFTER_SECONDS on 503).
+    retry_after: int | None = None
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or self.message)
@@ -24,11 +31,17 @@ class ClusterServiceError(Exception):
 class InvalidRequest(ClusterServiceError):
     """The client's input is malformed; the message names the field."""
 
+    http_status = 400
+    error_code = "invalid_request"
+
     message = "Invalid request"
 
 
 class AuthenticationFailed(ClusterServiceError):
     """The key is missing, malformed, or rejected by the User Service."""
+
+    http_status = 401
+    error_code = "authentication_failed"
 
     message = "Authentication failed"
 
@@ -36,11 +49,17 @@ class AuthenticationFailed(ClusterServiceError):
 class AuthBackendUnavailable(ClusterServiceError):
     """No auth backend could give an answer (broker, User Service and fallback all failed)."""
 
+    http_status = 503
+    error_code = "service_unavailable"
+
     message = "Authentication service unavailable"
 
 
 class TooManyAuthFailures(ClusterServiceError):
     """This client address failed authentication too often (brute-force defence)."""
+
+    http_status = 429
+    error_code = "rate_limit_exceeded"
 
     message = "Rate limit exceeded"
 
@@ -55,6 +74,9 @@ class RpcError(ClusterServiceError):
 
 class BrokerUnavailable(RpcError):
     """The broker connection is down or never came up; the request is not in flight."""
+
+    http_status = 503
+    error_code = "service_unavailable"
 
     message = "Message broker unavailable"
 
@@ -74,6 +96,9 @@ class NoConsumer(BrokerUnavailable):
 class Saturated(RpcError):
     """No slot for this call before its deadline: every thread or slot it needs is taken."""
 
+    http_status = 503
+    error_code = "service_unavailable"
+
     message = "Service is saturated, retry later"
     retry_after = RETRY_AFTER_SECONDS
 
@@ -90,6 +115,9 @@ class AgentUnresponsive(Saturated):
 class RpcTimeout(RpcError):
     """No reply arrived within the request's timeout."""
 
+    http_status = 504
+    error_code = "agent_timeout"
+
     def __init__(self, timeout: float) -> None:
         super().__init__(f"Agent did not respond within {timeout:g} seconds")
         self.timeout = timeout
@@ -98,22 +126,27 @@ class RpcTimeout(RpcError):
 class RemoteError(RpcError):
     """The peer (or the agent behind it) answered with an error or an invalid reply.
 
-    ``code`` is the contract's ``error_code`` when the peer sent one we know.
+    A subclass whose ``error_code`` a peer may send on the wire is in ``PEER_ERRORS``.
     """
+
+    http_status = 502
+    error_code = "agent_error"
 
     message = "Failed to communicate with agent"
 
-    def __init__(self, detail: str = "", code: str | None = None) -> None:
+    def __init__(self, detail: str = "") -> None:
         base = "Failed to communicate with agent"
         super().__init__(f"{base}: {detail}" if detail else base)
-        self.code = code
 
 
 class AgentNotConnected(RemoteError):
     """The Onboarding Service says the agent is unknown or not connected."""
 
+    http_status = 404
+    error_code = "agent_not_connected"
+
     def __init__(self, agent_id: str = "") -> None:
-        super().__init__("agent is not connected", "agent_not_connected")
+        super().__init__("agent is not connected")
         self.message = (f"Agent {agent_id} is not connected" if agent_id
                         else "Agent is not connected")
 
@@ -121,14 +154,32 @@ class AgentNotConnected(RemoteError):
 class Forbidden(RemoteError):
     """The Onboarding Service says this user may not use this agent."""
 
+    http_status = 403
+    error_code = "forbidden"
+
     def __init__(self) -> None:
-        super().__init__("access denied", "forbidden")
+        super().__init__("access denied")
         self.message = "You are not allowed to use this agent"
 
 
 class AgentTimeout(RemoteError):
     """The Onboarding Service itself reports that the agent did not answer."""
 
+    http_status = 504
+    error_code = "agent_timeout"
+
     def __init__(self) -> None:
-        super().__init__("agent did not respond", "agent_timeout")
+        super().__init__("agent did not respond")
         self.message = "Agent did not respond in time"
+
+
+# The errors a peer names by their ``error_code`` in a reply (contract §2).
+PEER_ERRORS: tuple[type[RemoteError], ...] = (AgentNotConnected, Forbidden, AgentTimeout)
+
+
+def all_errors() -> list[type[ClusterServiceError]]:
+    """Every domain error class, the base first (for the OpenAPI builder and the tests)."""
+    found: list[type[ClusterServiceError]] = [ClusterServiceError]
+    for kind in found:
+        found.extend(kind.__subclasses__())
+    return found

@@ -1,4 +1,4 @@
-"""The one JSON error envelope, and the one mapping from domain errors to HTTP.
+"""The one JSON error envelope, and the one handler from domain errors to HTTP.
 
 Views raise; these handlers format. Every error body has the same five keys
 and never holds a stack trace, an exception's text or an API key.
@@ -19,21 +19,6 @@ from ..observability.timestamps import utc_timestamp
 
 log = logging.getLogger(__name__)
 
-
-# Most specific first: the first matching class wins.
-_DOMAIN_ERRORS: list[tuple[type[exc.ClusterServiceError], int, str]] = [
-    (exc.InvalidRequest, 400, "invalid_request"),
-    (exc.AuthenticationFailed, 401, "authentication_failed"),
-    (exc.TooManyAuthFailures, 429, "rate_limit_exceeded"),
-    (exc.Forbidden, 403, "forbidden"),
-    (exc.AgentNotConnected, 404, "agent_not_connected"),
-    (exc.AgentTimeout, 504, "agent_timeout"),
-    (exc.RpcTimeout, 504, "agent_timeout"),
-    (exc.RemoteError, 502, "agent_error"),
-    (exc.AuthBackendUnavailable, 503, "service_unavailable"),
-    (exc.BrokerUnavailable, 503, "service_unavailable"),
-    (exc.Saturated, 503, "service_unavailable"),
-]
 
 _HTTP_CODES = {
     400: ("invalid_request", "Invalid request"),
@@ -58,23 +43,17 @@ def error_response(status: int, error: str, message: str,
     return response
 
 
-def domain_error_status(error: exc.ClusterServiceError) -> tuple[int, str]:
-    """The HTTP status and contract error code for a domain error."""
-    for kind, status, code in _DOMAIN_ERRORS:
-        if isinstance(error, kind):
-            return status, code
-    return 500, "internal_error"
-
-
 def _handle_domain(error: exc.ClusterServiceError) -> Response:
-    status, code = domain_error_status(error)
+    """Each domain error names its own status and code (``cluster_service/errors.py``)."""
+    status = error.http_status
     headers: dict[str, str] = {}
-    if status == 503:
-        headers["Retry-After"] = str(exc.RETRY_AFTER_SECONDS)
-    if isinstance(error, (exc.TooManyAuthFailures, exc.Saturated)):
-        headers["Retry-After"] = str(error.retry_after)
+    retry_after = error.retry_after
+    if retry_after is None and status == 503:
+        retry_after = exc.RETRY_AFTER_SECONDS
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     message = error.message if status != 500 else "Internal server error"
-    return error_response(status, code, message, headers)
+    return error_response(status, error.error_code, message, headers)
 
 
 def _handle_http(error: HTTPException) -> Response:

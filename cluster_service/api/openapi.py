@@ -19,6 +19,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import fields
 
+from ..errors import all_errors
 from .contract import API_KEY_HEADER, BASE_PATH, REQUEST_ID_HEADER, VERSION
 from .schemas import (CLUSTER_ID_MAX, ClusterId, ConnectedAgentsResponse, ErrorResponse,
                       HealthResponse, NamespacesQuery, NamespacesResponse, ReadyResponse)
@@ -26,19 +27,28 @@ from .schemas import (CLUSTER_ID_MAX, ClusterId, ConnectedAgentsResponse, ErrorR
 SECURITY_SCHEME = "ApiKeyAuth"
 ERROR = "Error"
 
-# Every status a cluster call can fail with (contract §1), and what it means.
-_ERRORS = {
-    400: "`invalid_request`: `agent_id` or `cluster_id` missing or malformed",
-    401: "`authentication_failed`: X-API-Key missing, malformed or rejected",
-    403: "`forbidden`: this user may not use this agent",
-    404: "`agent_not_connected`: the agent is not connected or unknown",
-    429: "`rate_limit_exceeded`: too many requests or failed logins; see Retry-After",
-    500: "`internal_error`: unexpected failure (never a stack trace)",
-    502: "`agent_error`: the peer or agent answered with an error or an invalid reply",
-    503: "`service_unavailable`: broker or auth backend unreachable, the agent's breaker "
+# Every status a cluster call can fail with (contract §1), and what it means. The
+# codes come from the domain errors themselves (cluster_service/errors.py).
+_MEANINGS = {
+    400: "`agent_id` or `cluster_id` missing or malformed",
+    401: "X-API-Key missing, malformed or rejected",
+    403: "this user may not use this agent",
+    404: "the agent is not connected or unknown",
+    429: "too many requests or failed logins; see Retry-After",
+    500: "unexpected failure (never a stack trace)",
+    502: "the peer or agent answered with an error or an invalid reply",
+    503: "broker or auth backend unreachable, the agent's breaker "
          "open (its calls timed out), or no slot within the call's timeout",
-    504: "`agent_timeout`: no reply within WEBSOCKET_TIMEOUT seconds",
+    504: "no reply within WEBSOCKET_TIMEOUT seconds",
 }
+
+
+def _codes(status: int) -> str:
+    codes = dict.fromkeys(kind.error_code for kind in all_errors() if kind.http_status == status)
+    return " / ".join(f"`{code}`" for code in codes)
+
+
+_ERRORS = {status: f"{_codes(status)}: {meaning}" for status, meaning in _MEANINGS.items()}
 _RETRY_AFTER = {"description": "Seconds to wait before retrying",
                 "schema": {"type": "integer", "minimum": 0}}
 _REQUEST_ID = {"description": "The client's X-Request-ID if it was sane, else a new uuid4",

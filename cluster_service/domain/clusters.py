@@ -18,7 +18,7 @@ from ..concurrency.admission import KeyedSlots
 from ..concurrency.breaker import Breakers, Outcome
 from ..concurrency.singleflight import SingleFlight
 from ..config import Settings
-from ..errors import AgentNotConnected, AgentTimeout, Forbidden, RemoteError, RpcTimeout
+from ..errors import PEER_ERRORS, AgentNotConnected, AgentTimeout, RemoteError, RpcTimeout
 from ..observability.observer import Observer
 from ..rpc.client import RpcClient, loads_strict
 from .auth import User
@@ -155,11 +155,8 @@ def is_legacy_not_connected(text: Any, agent_id: str) -> bool:
     return False
 
 
-_ERRORS_BY_CODE = {
-    "agent_not_connected": AgentNotConnected,
-    "forbidden": Forbidden,
-    "agent_timeout": AgentTimeout,
-}
+# A peer's wire ``error_code`` -> the error it names (each class carries its code).
+_ERRORS_BY_CODE = {kind.error_code: kind for kind in PEER_ERRORS}
 
 
 def _raise_for_error(data: dict[str, Any], reply: dict[str, Any], agent_id: str) -> None:
@@ -176,11 +173,11 @@ def _raise_for_error(data: dict[str, Any], reply: dict[str, Any], agent_id: str)
     log.warning("peer reported an error", extra={
         "event": "peer_error", "agent_id": agent_id, "error_code": str(code)[:64],
         "peer_message": str(detail)[:200]})
-    if code == "agent_not_connected" or (code is None
-                                         and is_legacy_not_connected(detail, agent_id)):
+    kind = _ERRORS_BY_CODE.get(code) if code else None
+    if kind is AgentNotConnected or (code is None and is_legacy_not_connected(detail, agent_id)):
         raise AgentNotConnected(agent_id)
-    if code in _ERRORS_BY_CODE:
-        raise _ERRORS_BY_CODE[code]()
+    if kind is not None:
+        raise kind()
     raise RemoteError("the agent reported an error")
 
 
