@@ -13,8 +13,9 @@ Why these choices:
   (``Settings.probe_threads``), so /health and /ready always find one.
   ``worker_connections`` stays above ``threads`` so keep-alive stays on.
 * ``timeout`` and ``graceful_timeout`` exceed the longest request we can hold
-  (``Settings.longest_request``: connect wait, slot waits, auth with its
-  fallback, ``WEBSOCKET_TIMEOUT``), so neither gunicorn's watchdog nor a
+  (``Settings.worker_timeout`` and ``worker_graceful_timeout``, from
+  ``longest_request``: connect wait, auth with its fallback, then
+  ``WEBSOCKET_TIMEOUT``, which holds the slot waits), so neither gunicorn's watchdog nor a
   rolling update cuts a request that is still within its own timeout.
 * no ``preload_app``: the app (and its broker connection) is created in each
   worker after fork; ``post_worker_init`` starts the connection, ``worker_exit``
@@ -61,8 +62,8 @@ worker_connections = max(1000, 2 * threads)
 # whose GIL then set the pace (slow-agents bench at 0.2 s, 64 clients: 0.82-0.94 of
 # the ideal with one socket, 0.93-0.96 with one per worker; docs/performance.md).
 reuse_port = True
-timeout = int(_settings.longest_request + 30)
-graceful_timeout = int(_settings.longest_request + 5)
+timeout = _settings.worker_timeout
+graceful_timeout = _settings.worker_graceful_timeout
 keepalive = 5
 preload_app = False
 # gunicorn >= 25 opens a control socket under $HOME by default: it breaks a

@@ -26,6 +26,10 @@ _FALSE = {"0", "false", "no", "off"}
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
 
 
+# What a request that joins one in flight waits beyond the leader's own budget.
+FLIGHT_MARGIN = 1.0
+
+
 class ConfigError(ValueError):
     """A setting has a value the service cannot run with."""
 
@@ -94,18 +98,53 @@ class Settings:
     reply_exchange: str = "cluster_service.replies"
     auth_events_exchange: str = "cluster_service.auth_events"
 
+    # The timeout budgets: every layer that waits on another reads them here.
+
+    @property
+    def auth_budget(self) -> float:
+        """The longest authentication can take: the first-connection wait, the
+        broker round trip, then the HTTP fallback when there is one."""
+        return (self.broker_connect_wait + self.auth_timeout
+                + (self.user_service_timeout if self.user_service_url else 0))
+
+    @property
+    def cluster_call_budget(self) -> float:
+        """The longest a cluster call can take once authenticated: the first-connection
+        wait, then slot waits and the agent's answer, together within WEBSOCKET_TIMEOUT."""
+        return self.broker_connect_wait + self.websocket_timeout
+
+    @property
+    def auth_flight_timeout(self) -> float:
+        """How long a request that joins an authentication in flight waits for it: as
+        long as the leader may, plus a second, or it would fail while the leader succeeds."""
+        return self.auth_budget + FLIGHT_MARGIN
+
+    @property
+    def cluster_flight_timeout(self) -> float:
+        """How long a request that joins a cluster call in flight waits for it (as above)."""
+        return self.cluster_call_budget + FLIGHT_MARGIN
+
     @property
     def longest_request(self) -> float:
         """The longest a cluster request can legitimately take, in seconds.
 
-        First-connection wait, the auth round trip and its HTTP fallback, then the
-        agent's answer. Waiting for a slot happens inside each call's own timeout.
-        gunicorn's ``timeout`` and ``graceful_timeout`` must exceed it, or they
-        would cut requests that are still within their own timeouts.
+        First-connection wait (once), the auth round trip and its HTTP fallback,
+        then the agent's answer. Waiting for a slot happens inside each call's own
+        timeout. gunicorn's ``timeout`` and ``graceful_timeout`` exceed it
+        (:attr:`worker_timeout`, :attr:`worker_graceful_timeout`), or they would
+        cut requests that are still within their own timeouts.
         """
-        return (self.broker_connect_wait + self.auth_timeout
-                + (self.user_service_timeout if self.user_service_url else 0)
-                + self.websocket_timeout)
+        return self.auth_budget + self.websocket_timeout
+
+    @property
+    def worker_timeout(self) -> int:
+        """gunicorn's ``timeout``: a worker silent this long is killed."""
+        return int(self.longest_request + 30)
+
+    @property
+    def worker_graceful_timeout(self) -> int:
+        """gunicorn's ``graceful_timeout``: a rolling update lets requests finish this long."""
+        return int(self.longest_request + 5)
 
     @property
     def result_queues(self) -> tuple[str, str, str]:

@@ -149,11 +149,9 @@ class Authenticator:
         self._rejected: TtlCache[bool] = TtlCache(settings.auth_negative_cache_ttl)
         self._flights: SingleFlight[User] = SingleFlight()
         self._guard = guard
-        # Followers wait as long as the leader may: first-connection wait, the
-        # broker round trip, then the HTTP fallback. (The per-worker slot is taken
+        # Followers wait as long as the leader may. (The per-worker slot is taken
         # before authentication, outside the flight.)
-        self._flight_timeout = (settings.broker_connect_wait + settings.auth_timeout
-                                + settings.user_service_timeout + 1)
+        self._flight_timeout = settings.auth_flight_timeout
 
     def authenticate(self, api_key: str | None, client: str | None = None) -> User:
         """The user behind ``api_key``.

@@ -58,10 +58,9 @@ class ClusterOperations:
                                   + settings.breaker_cooldown)
         rpc.add_connection_listener(lambda up: self._breakers.reset() if up else None)
         self._namespace_flights: SingleFlight[list[Namespace]] = SingleFlight()
-        # Followers wait as long as the leader may (first-connection wait, then slot
-        # waits and the agent's answer within WEBSOCKET_TIMEOUT); else a follower
-        # could get 504 while the leader still gets its answer.
-        self._flight_timeout = settings.websocket_timeout + settings.broker_connect_wait + 1
+        # Followers wait as long as the leader may; else a follower could get 504
+        # while the leader still gets its answer.
+        self._flight_timeout = settings.cluster_flight_timeout
 
     @property
     def breakers(self) -> Breakers:
