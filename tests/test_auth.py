@@ -17,7 +17,7 @@ from cluster_service.domain.auth import FALLBACK_PATH, Authenticator, User, User
 from cluster_service.config import Settings, load_settings
 from cluster_service.errors import AuthBackendUnavailable, AuthenticationFailed
 from cluster_service.rpc.client import RpcClient
-from cluster_service.domain.api_key import cache_key
+from cluster_service.domain.api_key import ApiKey, cache_key
 
 from .conftest import VALID_USER
 from .support.fake_transport import FakeTransport
@@ -449,3 +449,10 @@ def test_threads_share_nothing_but_the_cache(h: AuthHarness) -> None:
         thread.join(5)
     assert errors == []
     assert h.rpcs == 1 + 5
+
+
+def test_an_api_key_value_never_shows_its_secret_or_digest() -> None:
+    key = ApiKey("a-secret-key")
+    assert key.digest == cache_key("a-secret-key") and key.fingerprint == key.digest[:12]
+    assert "a-secret-key" not in repr(key) and key.digest not in repr(key)
+    assert key.fingerprint in repr(key)

@@ -29,9 +29,9 @@ from flask import Blueprint, Flask, Response, g, request
 from flask_limiter import Limiter
 
 from ..config import Settings
-from ..domain.api_key import cache_key
 from ..domain.auth_guard import storage_options
-from .contract import API_KEY_HEADER, LIMITED_CALL
+from .auth import request_api_key
+from .contract import LIMITED_CALL
 
 EXTENSION = "cluster_limiter"
 STRATEGY = "sliding-window-counter"
@@ -46,8 +46,8 @@ def _call(view: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 def api_key_identity() -> str:
     """The limiter's key: the API key's SHA-256, or the client address when no key is sent."""
-    key = request.headers.get(API_KEY_HEADER)
-    return f"key:{cache_key(key)}" if key else f"addr:{request.remote_addr}"
+    key = request_api_key()
+    return f"key:{key.digest}" if key is not None else f"addr:{request.remote_addr}"
 
 
 def init_app(app: Flask, settings: Settings, limited: list[Blueprint]) -> Limiter:

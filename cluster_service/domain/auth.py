@@ -43,7 +43,7 @@ from ..errors import (AuthBackendUnavailable, AuthenticationFailed, BrokerUnavai
                       NoConsumer, RemoteError, RpcTimeout, TooManyAuthFailures)
 from ..observability.observer import Observer
 from ..rpc.client import RpcClient
-from .api_key import cache_key, fingerprint, is_well_formed_api_key
+from .api_key import ApiKey
 from .auth_guard import AuthFailureGuard
 from .revocations import Revocations
 from .shared_auth_cache import SharedAuthCache
@@ -153,13 +153,15 @@ class Authenticator:
         # before authentication, outside the flight.)
         self._flight_timeout = settings.auth_flight_timeout
 
-    def authenticate(self, api_key: str | None, client: str | None = None) -> User:
-        """The user behind ``api_key``.
+    def authenticate(self, api_key: ApiKey | str | None, client: str | None = None) -> User:
+        """The user behind ``api_key`` (hashed once: pass the request's :class:`ApiKey`).
 
         Raises AuthenticationFailed, TooManyAuthFailures (for ``client``, the
         caller's address) or AuthBackendUnavailable.
         """
-        key = cache_key(api_key) if api_key and is_well_formed_api_key(api_key) else None
+        if isinstance(api_key, str):
+            api_key = ApiKey(api_key) if api_key else None
+        key = api_key.digest if api_key is not None and api_key.well_formed else None
         if key is not None:
             user = self._valid.get(key)
             if user is not None:
@@ -182,7 +184,7 @@ class Authenticator:
         # all slip past the check while the first rejections are still in flight.
         retry_after = self._guard.admit(client)
         if retry_after is not None:
-            self._audit("blocked", fingerprint(api_key), None)
+            self._audit("blocked", api_key.fingerprint, None)
             raise TooManyAuthFailures(retry_after)
         failed = False
         try:
@@ -194,7 +196,7 @@ class Authenticator:
             if not failed:
                 self._guard.forgive(client)
 
-    def _follow(self, api_key: str, key: str, client: str | None) -> User:
+    def _follow(self, api_key: ApiKey, key: str, client: str | None) -> User:
         """Join the lookup of ``key`` already in flight: its verdict, not another guess.
 
         A burst of requests with one key (a client's first calls, before the cache
@@ -204,7 +206,7 @@ class Authenticator:
         assert self._guard is not None  # nosec B101 - only called with a guard
         retry_after = self._guard.retry_after(client)
         if retry_after is not None:
-            self._audit("blocked", fingerprint(api_key), None)
+            self._audit("blocked", api_key.fingerprint, None)
             raise TooManyAuthFailures(retry_after)
         try:
             return self._authenticate(api_key, key)
@@ -212,7 +214,7 @@ class Authenticator:
             self._guard.record_failure(client)
             raise
 
-    def _authenticate(self, api_key: str | None, key: str | None) -> User:
+    def _authenticate(self, api_key: ApiKey | None, key: str | None) -> User:
         """``key`` is the cache key of a well-formed ``api_key``, None for any other."""
         if api_key is None or key is None:
             self._observer.auth_outcome("rejected")
@@ -220,7 +222,7 @@ class Authenticator:
             raise AuthenticationFailed()
         if self._rejected.get(key):
             self._observer.auth_outcome("rejected")
-            self._audit("rejected_cached", fingerprint(api_key), None)
+            self._audit("rejected_cached", api_key.fingerprint, None)
             raise AuthenticationFailed()
         try:
             user, shared = self._flights.do(key, lambda: self._validate(api_key, key),
@@ -229,7 +231,7 @@ class Authenticator:
             raise AuthBackendUnavailable() from None
         if shared:  # answered by another request's lookup: no RPC of its own, like a cache hit
             self._observer.auth_outcome("cached")
-            self._audit("success", fingerprint(api_key), user)
+            self._audit("success", api_key.fingerprint, user)
         return user
 
     def revoke_user(self, user_id: int) -> None:
@@ -252,15 +254,15 @@ class Authenticator:
         self._valid.clear()
         self._rejected.clear()
 
-    def _validate(self, api_key: str, key: str) -> User:
-        key_fp = fingerprint(api_key)
+    def _validate(self, api_key: ApiKey, key: str) -> User:
+        key_fp = api_key.fingerprint
         asked_at = time.time()
         if self._shared is not None:
-            cached = self._from_shared(self._shared, api_key, key, key_fp)
+            cached = self._from_shared(self._shared, api_key.raw, key, key_fp)
             if cached is not None:
                 return cached
         try:
-            user = self._ask_broker(api_key)
+            user = self._ask_broker(api_key.raw)
             outcome = "valid"
         except (BrokerUnavailable, RpcTimeout, RemoteError) as error:
             if self._fallback is None:
@@ -271,7 +273,7 @@ class Authenticator:
             log.info("auth over broker gave no verdict, trying HTTP fallback",
                      extra={"event": "auth_fallback", "reason": type(error).__name__})
             try:
-                user = self._fallback.validate(api_key)
+                user = self._fallback.validate(api_key.raw)
             except AuthenticationFailed:
                 self._reject(key, key_fp)
                 raise
@@ -283,12 +285,12 @@ class Authenticator:
         except AuthenticationFailed:
             self._reject(key, key_fp)
             if self._shared is not None:
-                self._shared.put_rejected(api_key, asked_at)
+                self._shared.put_rejected(api_key.raw, asked_at)
             raise
         if not self._revocations.void(user.id, asked_at):
             self._valid.put(key, user)
             if self._shared is not None:
-                self._shared.put_valid(api_key, dataclasses.asdict(user), user.id, asked_at)
+                self._shared.put_valid(api_key.raw, dataclasses.asdict(user), user.id, asked_at)
         self._observer.auth_outcome(outcome)
         self._audit("success", key_fp, user)
         return user
