@@ -18,7 +18,7 @@ from .config import Settings, load_settings
 from .domain.client_address import TrustedProxies
 from .observability import metrics
 from .observability.logging_observer import CompositeObserver, LoggingObserver
-from .rpc.client import Transport
+from .rpc.transport import Transport
 from .wiring import build_services
 
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 from .api.audit import audit_auth
 from .api.extension import Services
 from .config import Settings
-from .domain.auth import Authenticator, UserServiceClient
+from .domain.auth import Authenticator
+from .domain.users import UserServiceClient
 from .domain.auth_events import AuthEventHandler
 from .domain.auth_guard import AuthFailureGuard
 from .domain.clusters import ClusterOperations
 from .domain.shared_auth_cache import SharedAuthCache
 from .observability.observer import Observer
-from .rpc.client import RpcClient, Transport
+from .rpc.client import RpcClient
+from .rpc.transport import Transport
 from .rpc.pika_transport import PikaTransport
 
 

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import requests
 
-from cluster_service.domain.auth import FALLBACK_PATH, Authenticator, User, UserServiceClient
+from cluster_service.domain.auth import Authenticator
+from cluster_service.domain.users import FALLBACK_PATH, User, UserServiceClient
 from cluster_service.config import Settings, load_settings
 from cluster_service.errors import AuthBackendUnavailable, AuthenticationFailed
 from cluster_service.rpc.client import RpcClient
@@ -412,7 +413,7 @@ class TestUserFromReply:
         data = {"id": 1, "username": "secret-name", "is_active": value}
         if value is MISSING:
             del data["is_active"]
-        with caplog.at_level(logging.WARNING, logger="cluster_service.domain.auth"):
+        with caplog.at_level(logging.WARNING, logger="cluster_service.domain.users"):
             assert User.from_reply(data).is_active is False
         faults = [r for r in caplog.records if getattr(r, "event", "") == "peer_fault"]
         assert len(faults) == (0 if value is False else 1)

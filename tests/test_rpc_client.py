@@ -14,7 +14,8 @@ import pytest
 
 from cluster_service.observability.request_context import request_id_var
 from cluster_service.errors import BrokerUnavailable, RemoteError, RpcTimeout
-from cluster_service.rpc.client import OutgoingRequest, PendingCall, ReplyOutcome, RpcClient
+from cluster_service.rpc.client import PendingCall, RpcClient
+from cluster_service.rpc.transport import OutgoingRequest, ReplyOutcome
 from cluster_service.rpc.request_ids import new_request_id, new_token, owner_token, \
     reply_queue_name
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from flask import has_request_context, request
 
 if TYPE_CHECKING:
-    from ..domain.auth import User
+    from ..domain.users import User
 
 log = logging.getLogger("cluster_service.audit")
 

@@ -20,8 +20,9 @@ from ..concurrency.singleflight import SingleFlight
 from ..config import Settings
 from ..errors import PEER_ERRORS, AgentNotConnected, AgentTimeout, RemoteError, RpcTimeout
 from ..observability.observer import Observer
-from ..rpc.client import RpcClient, loads_strict
-from .auth import User
+from ..rpc.bodies import loads_strict
+from ..rpc.client import RpcClient
+from .users import User
 
 log = logging.getLogger(__name__)
 

@@ -58,7 +58,7 @@ from pika.spec import Basic, BasicProperties
 from ..config import Settings
 from ..errors import BrokerUnavailable
 from ..observability.observer import Observer
-from .client import DROPPED, OutgoingRequest, ReplyOutcome, Routing
+from .transport import DROPPED, OutgoingRequest, ReplyOutcome, Routing
 from .request_ids import new_token, reply_queue_name
 
 log = logging.getLogger(__name__)
