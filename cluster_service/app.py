@@ -6,9 +6,6 @@ test), wires the layers and registers the blueprints; it connects to nothing.
 
 from __future__ import annotations
 
-import os
-from typing import Mapping
-
 from flask import Flask
 
 from .api import access_log, agents, error_handlers, limiter, namespaces, request_id
@@ -22,18 +19,13 @@ from .rpc.transport import Transport
 from .wiring import build_services
 
 
-def create_app(test_config: Mapping[str, str] | Settings | None = None,
-               transport: Transport | None = None) -> Flask:
-    """Build the app: defaults, then the environment, then ``test_config`` on top.
+def create_app(settings: Settings | None = None, transport: Transport | None = None) -> Flask:
+    """Build the app from ``settings`` (default: read from the environment).
 
-    ``test_config`` is either a Settings object or a mapping of environment
-    variable names to values. ``transport`` replaces the pika transport (unit
-    tests pass a fake).
+    ``transport`` replaces the pika transport (unit tests pass a fake).
     """
-    if isinstance(test_config, Settings):
-        settings = test_config
-    else:
-        settings = load_settings({**os.environ, **(test_config or {})})
+    if settings is None:
+        settings = load_settings()
     app = Flask(__name__)
     app.config.update(DEBUG=False, PROPAGATE_EXCEPTIONS=False, JSON_SORT_KEYS=False,
                       MAX_CONTENT_LENGTH=64 * 1024)

@@ -96,12 +96,12 @@ class ErrorResponse(Schema):
     timestamp = fields.String(required=True)
 
 
-def load_query(schema: Schema, args: Mapping[str, Any], repeatable: tuple[str, ...] = ()) -> Any:
+def load_query(schema: Schema, args: Mapping[str, Any]) -> Any:
     """Validate a query string; a repeated or invalid field is InvalidRequest naming it."""
     getlist = getattr(args, "getlist", None)
     if getlist is not None:
         for name in schema.fields:
-            if name not in repeatable and len(getlist(name)) > 1:
+            if len(getlist(name)) > 1:
                 raise InvalidRequest(f"{name}: must be given once")
     try:
         return schema.load(dict(args))

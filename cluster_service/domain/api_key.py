@@ -39,11 +39,6 @@ class ApiKey:
         return is_well_formed_api_key(self.raw)
 
 
-def fingerprint(secret: str) -> str:
-    """A short, stable, non-reversible name for an API key: the first 12 hex digits of SHA-256."""
-    return cache_key(secret)[:12]
-
-
 def cache_key(secret: str) -> str:
     """The full SHA-256 of an API key, used where collisions would matter (caches)."""
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
