@@ -50,7 +50,7 @@ except ConfigError as _error:
 _host = f"[{_settings.host}]" if ":" in _settings.host else _settings.host
 bind = [f"{_host}:{_settings.port}"]
 # gthread with a deadline for each connection's TLS handshake and request headers
-# (HEADER_READ_TIMEOUT): idle half-requests cost no thread (cluster_service/gunicorn_worker.py).
+# (HEADER_READ_TIMEOUT): idle half-requests cost no thread (cluster_service/server/worker.py).
 worker_class = "cluster_service.server.worker.HeaderTimeoutWorker"
 workers = _settings.web_concurrency
 threads = _settings.gunicorn_threads

@@ -3,7 +3,7 @@
 Nothing here needs a cluster or a Docker engine. Probe paths are checked
 against the app's real routes, ports and timeouts against the real config and
 gunicorn.conf.py, variable names against what the code reads, and every metric
-of the dashboard against ``cluster_service/metrics.py``.
+of the dashboard against ``cluster_service/observability/metrics.py``.
 """
 
 from __future__ import annotations

@@ -24,7 +24,10 @@ class Observer:
         """A reply was delivered to this worker: on its own queue, a fixed one, or relayed."""
 
     def reply_dropped(self, reason: str) -> None:
-        """A reply matched no waiting request: unknown, not_owner, unroutable, owner_gone, ..."""
+        """A reply was not delivered. ``reason``: too_large (over MAX_REPLY_BYTES), unroutable
+        (no usable request id), duplicate (its call already answered), unknown (no such
+        call, or it ended), not_owner (another worker's, and cannot be sent on) or
+        owner_gone (sent on to a worker whose queue no longer exists)."""
 
     def reply_rerouted(self, route: str) -> None:
         """A reply for another worker was sent on: ``direct`` to its owner, or ``broadcast``."""
