@@ -39,13 +39,9 @@ from dotenv import load_dotenv
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 load_dotenv(".env")  # the working directory's .env only, never a parent's
 
-from cluster_service.config import ConfigError, load_settings  # noqa: E402
+from cluster_service.config import settings_or_exit  # noqa: E402
 
-try:
-    _settings = load_settings()
-except ConfigError as _error:
-    print(f"cluster_service: configuration error: {_error}", file=sys.stderr)
-    sys.exit(2)
+_settings = settings_or_exit()
 
 _host = f"[{_settings.host}]" if ":" in _settings.host else _settings.host
 bind = [f"{_host}:{_settings.port}"]

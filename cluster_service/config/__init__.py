@@ -8,9 +8,9 @@ one line naming the variable.
 
 from __future__ import annotations
 
-from .loading import RETIRED, load_settings
+from .loading import RETIRED, load_settings, settings_or_exit
 from .reader import AUTH_CACHE_SECRET_MIN, ConfigError
 from .settings import FLIGHT_MARGIN, Settings
 
 __all__ = ["AUTH_CACHE_SECRET_MIN", "FLIGHT_MARGIN", "RETIRED", "ConfigError", "Settings",
-           "load_settings"]
+           "load_settings", "settings_or_exit"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from typing import Any, Callable, Mapping
 
 from . import reader as check
@@ -131,6 +132,16 @@ RETIRED: dict[str, str] = {
 _FIELDS = dataclasses.fields(Settings)
 if {f.name for f in _FIELDS} != set(_ROWS):  # a new field without its row fails at import
     raise RuntimeError(f"settings without a row: {sorted({f.name for f in _FIELDS} ^ set(_ROWS))}")
+
+
+def settings_or_exit() -> Settings:
+    """For the process edges (``wsgi.py``, ``gunicorn.conf.py``): the settings from the
+    environment, or one line naming the variable on stderr and exit status 2."""
+    try:
+        return load_settings()
+    except ConfigError as error:
+        print(f"cluster_service: configuration error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
