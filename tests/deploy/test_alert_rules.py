@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
-from .support.promql import exported_sample_names, promql_metric_names
-from .support.tools import run_tool
+from ..support.promql import exported_sample_names, promql_metric_names
+from ..support.tools import run_tool
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS = REPO / "deploy" / "prometheus"
 ALERTS = PROMETHEUS / "alerts.yaml"
 RULE_TESTS = sorted((PROMETHEUS / "tests").glob("*.yaml"))

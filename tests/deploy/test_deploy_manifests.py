@@ -24,10 +24,10 @@ from cluster_service.api.contract import BASE_PATH
 from cluster_service.config import Settings, load_settings
 from devpeers import PeerConfig
 
-from .support.fake_transport import FakeTransport
-from .support.promql import exported_sample_names, promql_metric_names
+from ..support.fake_transport import FakeTransport
+from ..support.promql import exported_sample_names, promql_metric_names
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "kubernetes"
 DASHBOARD = REPO / "deploy" / "grafana" / "cluster-service.json"
 SECRET_KEYS = {"RABBITMQ_USER", "RABBITMQ_PASSWORD", "RATE_LIMIT_STORAGE_URI"}

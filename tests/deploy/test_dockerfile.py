@@ -24,11 +24,11 @@ from cluster_service import create_app
 from cluster_service.api.contract import BASE_PATH
 from cluster_service.config import load_settings
 
-from .support.fake_transport import FakeTransport
-from .support.service import ServiceProcess, free_port
-from .support.tools import run_tool
+from ..support.fake_transport import FakeTransport
+from ..support.service import ServiceProcess, free_port
+from ..support.tools import run_tool
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 GUNICORN_CMD = ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
 
 

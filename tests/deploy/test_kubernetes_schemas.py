@@ -34,7 +34,7 @@ from referencing import Registry, Resource
 
 from cluster_service.api.contract import BASE_PATH
 
-from .support.tools import in_ci
+from ..support.tools import in_ci
 
 try:
     import kubernetes_validate
@@ -45,7 +45,7 @@ except ImportError:  # pragma: no cover - requirements-dev.txt installs it
     pytest.skip("kubernetes-validate is not installed (pip install -r requirements-dev.txt)",
                 allow_module_level=True)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "kubernetes"
 # The oldest Kubernetes release we support, and the newest kubernetes-validate knows.
 KUBERNETES_VERSIONS = ("1.35.0", "1.37.0")
