@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import socket
 import threading
 from typing import Any, Callable
 
@@ -47,8 +49,6 @@ from ..config import Settings
 from ..errors import BrokerUnavailable
 from ..observability.observer import Observer
 from .consumer_presence import ConsumerPresence
-from .fanout import call_quietly, declare_listener
-from .pika_connection import APP_ID, close_quietly, connection_parameters
 from .transport import DROPPED, OutgoingRequest, ReplyOutcome, Routing
 from .request_ids import new_token, reply_queue_name
 
@@ -56,7 +56,25 @@ log = logging.getLogger(__name__)
 
 REROUTED_HEADER = "x-rerouted-from"  # broadcast through the fanout exchange
 FORWARDED_HEADER = "x-forwarded-from"  # sent to the owner's queue only
+APP_ID = "cluster_service"
 _MIN_DELAY, _MAX_DELAY = 0.25, 2.0
+
+
+def connection_parameters(settings: Settings) -> pika.ConnectionParameters:
+    """pika parameters from settings; short socket timeouts so a dead broker is noticed fast."""
+    return pika.ConnectionParameters(
+        host=settings.rabbitmq_host,
+        port=settings.rabbitmq_port,
+        virtual_host=settings.rabbitmq_vhost,
+        credentials=pika.PlainCredentials(settings.rabbitmq_user, settings.rabbitmq_password),
+        heartbeat=settings.rabbitmq_heartbeat,
+        blocked_connection_timeout=30,
+        connection_attempts=1,
+        socket_timeout=5,
+        stack_timeout=10,
+        client_properties={"connection_name": f"cluster_service {socket.gethostname()} "
+                                              f"pid {os.getpid()}"},
+    )
 
 
 class PikaTransport:
@@ -195,7 +213,7 @@ class PikaTransport:
             channel.queue_bind(reply_queue, self._settings.reply_exchange)
             channel.add_on_return_callback(self._on_returned)
             for exchange, handler in self._listeners.items():
-                declare_listener(channel, exchange, handler)
+                self._declare_listener(channel, exchange, handler)
             # The broker cancels a consumer whose queue is deleted; pika only drops it.
             # We must notice, or replies on that queue would go unread for good.
             self._cancelled = False
@@ -206,7 +224,7 @@ class PikaTransport:
                 channel.basic_consume(queue, functools.partial(self._on_fixed_reply, queue),
                                       auto_ack=False)
         except BaseException:
-            close_quietly(connection)
+            _close_quietly(connection)
             raise
         with self._lock:
             self._connection, self._channel, self._reply_queue = connection, channel, reply_queue
@@ -215,7 +233,7 @@ class PikaTransport:
                                             "reply_queue": reply_queue})
         if self._ever_connected:
             for on_gap in self._gap_handlers:
-                call_quietly(on_gap)
+                self._call_quietly(on_gap)
         self._ever_connected = True
         # Set by start().
         assert self._on_change is not None  # nosec B101
@@ -246,7 +264,7 @@ class PikaTransport:
                 self._on_change(False)
             return
         was_open = connection.is_open
-        close_quietly(connection)
+        _close_quietly(connection)
         if was_open and self._stopping.is_set():
             log.info("broker connection closed", extra={"event": "broker_closed"})
         else:
@@ -344,3 +362,35 @@ class PikaTransport:
         self._observer.reply_dropped("owner_gone")
         log.debug("forwarded reply returned, its owner is gone",
                   extra={"queue": method.routing_key, "reply_code": method.reply_code})
+
+    def _declare_listener(self, channel: BlockingChannel, exchange: str,
+                          handler: Callable[[bytes], None]) -> None:
+        channel.exchange_declare(exchange, exchange_type="fanout", durable=True)
+        queue = channel.queue_declare(queue="", exclusive=True, auto_delete=True).method.queue
+        channel.queue_bind(queue, exchange)
+        channel.basic_consume(queue, functools.partial(self._on_event, exchange, handler),
+                              auto_ack=True)
+
+    def _on_event(self, exchange: str, handler: Callable[[bytes], None],
+                  channel: BlockingChannel, method: Basic.Deliver,
+                  properties: BasicProperties, body: bytes) -> None:
+        """Called by pika for each message on a listener's queue; never raises."""
+        self._call_quietly(functools.partial(handler, body), exchange)
+
+    @staticmethod
+    def _call_quietly(work: Callable[[], None], exchange: str = "") -> None:
+        try:
+            work()
+        except Exception as error:
+            log.warning("event could not be handled, dropped", extra={
+                "event": "event_unhandled", "exchange": exchange or None,
+                "error_type": type(error).__name__})
+
+
+def _close_quietly(connection: Any) -> None:
+    try:
+        if connection.is_open:
+            connection.close()
+    except Exception:  # nosec B110
+        # The connection is being abandoned either way.
+        pass
