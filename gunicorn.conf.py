@@ -13,8 +13,9 @@ Why these choices:
   (``Settings.probe_threads``), so /health and /ready always find one.
   ``worker_connections`` stays above ``threads`` so keep-alive stays on.
 * ``timeout`` and ``graceful_timeout`` exceed the longest request we can hold
-  (``Settings.longest_request``: connect wait, slot waits, auth with its
-  fallback, ``WEBSOCKET_TIMEOUT``), so neither gunicorn's watchdog nor a
+  (``Settings.worker_timeout`` and ``worker_graceful_timeout``, from
+  ``longest_request``: connect wait, auth with its fallback, then
+  ``WEBSOCKET_TIMEOUT``, which holds the slot waits), so neither gunicorn's watchdog nor a
   rolling update cuts a request that is still within its own timeout.
 * no ``preload_app``: the app (and its broker connection) is created in each
   worker after fork; ``post_worker_init`` starts the connection, ``worker_exit``
@@ -38,19 +39,15 @@ from dotenv import load_dotenv
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 load_dotenv(".env")  # the working directory's .env only, never a parent's
 
-from cluster_service.config import ConfigError, load_settings  # noqa: E402
+from cluster_service.config import settings_or_exit  # noqa: E402
 
-try:
-    _settings = load_settings()
-except ConfigError as _error:
-    print(f"cluster_service: configuration error: {_error}", file=sys.stderr)
-    sys.exit(2)
+_settings = settings_or_exit()
 
 _host = f"[{_settings.host}]" if ":" in _settings.host else _settings.host
 bind = [f"{_host}:{_settings.port}"]
 # gthread with a deadline for each connection's TLS handshake and request headers
-# (HEADER_READ_TIMEOUT): idle half-requests cost no thread (cluster_service/gunicorn_worker.py).
-worker_class = "cluster_service.gunicorn_worker.HeaderTimeoutWorker"
+# (HEADER_READ_TIMEOUT): idle half-requests cost no thread (cluster_service/server/worker.py).
+worker_class = "cluster_service.server.worker.HeaderTimeoutWorker"
 workers = _settings.web_concurrency
 threads = _settings.gunicorn_threads
 # Open connections per worker; those above ``threads`` are idle keep-alive ones.
@@ -61,8 +58,8 @@ worker_connections = max(1000, 2 * threads)
 # whose GIL then set the pace (slow-agents bench at 0.2 s, 64 clients: 0.82-0.94 of
 # the ideal with one socket, 0.93-0.96 with one per worker; docs/performance.md).
 reuse_port = True
-timeout = int(_settings.longest_request + 30)
-graceful_timeout = int(_settings.longest_request + 5)
+timeout = _settings.worker_timeout
+graceful_timeout = _settings.worker_graceful_timeout
 keepalive = 5
 preload_app = False
 # gunicorn >= 25 opens a control socket under $HOME by default: it breaks a
@@ -113,7 +110,7 @@ GIL_SWITCH_INTERVAL = 0.0005
 
 def post_worker_init(worker: Any) -> None:
     """Connect to the broker in the worker, after fork, before serving."""
-    from cluster_service.services import start
+    from cluster_service.api.extension import start
 
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     start(worker.wsgi)
@@ -123,7 +120,7 @@ def worker_exit(server: Any, worker: Any) -> None:
     """Close the broker connection cleanly once the worker's requests are done."""
     app = getattr(worker, "wsgi", None)
     if app is not None:
-        from cluster_service.services import stop
+        from cluster_service.api.extension import stop
 
         stop(app)
 

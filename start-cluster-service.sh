@@ -48,7 +48,7 @@ fi
 if [ "$demo" = true ]; then
   export HOST=${HOST:-127.0.0.1}
   export RATE_LIMIT_REQUESTS_PER_MINUTE=${RATE_LIMIT_REQUESTS_PER_MINUTE:-600}
-  .venv/bin/python -m cluster_service.devpeers &
+  .venv/bin/python -m devpeers &
   peers=$!
   trap 'kill "$peers" 2>/dev/null; wait "$peers" 2>/dev/null || true' EXIT
   port=$(env_value PORT 8008)

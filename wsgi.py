@@ -8,19 +8,14 @@ each worker after fork, and the broker connection starts in ``post_worker_init``
 
 from __future__ import annotations
 
-import sys
 
 from dotenv import load_dotenv
 
 from cluster_service import create_app
-from cluster_service.config import ConfigError, load_settings
-from cluster_service.logging_config import configure_logging
+from cluster_service.config import settings_or_exit
+from cluster_service.observability.logging_config import configure_logging
 
 load_dotenv(".env")  # the working directory's .env only, never a parent's
-try:
-    _settings = load_settings()
-except ConfigError as error:
-    print(f"cluster_service: configuration error: {error}", file=sys.stderr)
-    sys.exit(2)
+_settings = settings_or_exit()
 configure_logging(_settings)
 app = create_app(_settings)

@@ -62,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="do not try to apt-get install wrk when it is missing")
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--peer-reply-style", default="reply_to",
-                        help="passed to cluster_service.devpeers --reply-style ('' = its default)")
+                        help="passed to devpeers --reply-style ('' = its default)")
     parser.add_argument("--start-timeout", type=float, default=30.0,
                         help="seconds a configuration may take to become ready")
     parser.add_argument("--json", type=Path, help="where to write results "

@@ -65,8 +65,8 @@ def scrape_rpcs(port: int) -> dict[str, float] | None:
 
 def _missing_service_parts() -> list[str]:
     missing = [name for name in ("wsgi.py", "gunicorn.conf.py") if not (ROOT / name).exists()]
-    if importlib.util.find_spec("cluster_service.devpeers") is None:
-        missing.append("cluster_service.devpeers")
+    if importlib.util.find_spec("devpeers") is None:
+        missing.append("devpeers")
     return missing
 
 
@@ -154,7 +154,7 @@ class ConfigRun:
             argv = [sys.executable, "-m", "bench.responder", "--queue", self.names.echo_queue]
             return [group.start(f"{self.config.name}-responder", argv, env, cwd=ROOT)]
         if self.config.peers == "devpeers":
-            argv = [sys.executable, "-m", "cluster_service.devpeers",
+            argv = [sys.executable, "-m", "devpeers",
                     "--agents", str(self.options.agents), "--stats-file", str(stats_file)]
             if self.options.peer_reply_style:
                 argv += ["--reply-style", self.options.peer_reply_style]

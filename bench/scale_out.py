@@ -119,7 +119,7 @@ class Cell:
         env = {**os.environ, **self.broker.as_env(), **self.names.service_env(),
                "PYTHONUNBUFFERED": "1"}
         peers = group.start(f"so{self.replicas}x{self.workers}-devpeers",
-                            [sys.executable, "-m", "cluster_service.devpeers",
+                            [sys.executable, "-m", "devpeers",
                              "--agents", str(opts.agents), "--reply-style", "results",
                              "--stats-file", str(stats)], env, cwd=ROOT)
         secret = secrets.token_hex(16)

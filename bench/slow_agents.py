@@ -224,7 +224,7 @@ class Scenario:
     def _start_peers(self, group: procs.ProcessGroup) -> list[procs.Child]:
         env = {**os.environ, **self.broker.as_env(), **self.names.service_env(),
                "PYTHONUNBUFFERED": "1"}
-        argv = [sys.executable, "-m", "cluster_service.devpeers", "--agents", "1"]
+        argv = [sys.executable, "-m", "devpeers", "--agents", "1"]
         return [group.start("slow-agents-devpeers", argv, env, cwd=ROOT)]
 
     def _start(self, group: procs.ProcessGroup, target: Target, port: int,

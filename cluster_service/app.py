@@ -6,32 +6,26 @@ test), wires the layers and registers the blueprints; it connects to nothing.
 
 from __future__ import annotations
 
-import os
-from typing import Mapping
-
 from flask import Flask
 
-from . import access_log, errors, limiter, metrics, request_id
-from .client_address import TrustedProxies
-from .api import agents, namespaces, register_blueprints
+from .api import access_log, agents, error_handlers, limiter, namespaces, request_id
+from .api.extension import init_app as init_services
+from .api.routes import register_blueprints
 from .config import Settings, load_settings
-from .observers import CompositeObserver, LoggingObserver
-from .rpc.client import Transport
-from .services import build_services, init_app as init_services
+from .domain.client_address import TrustedProxies
+from .observability import metrics
+from .observability.logging_observer import CompositeObserver, LoggingObserver
+from .rpc.transport import Transport
+from .wiring import build_services
 
 
-def create_app(test_config: Mapping[str, str] | Settings | None = None,
-               transport: Transport | None = None) -> Flask:
-    """Build the app: defaults, then the environment, then ``test_config`` on top.
+def create_app(settings: Settings | None = None, transport: Transport | None = None) -> Flask:
+    """Build the app from ``settings`` (default: read from the environment).
 
-    ``test_config`` is either a Settings object or a mapping of environment
-    variable names to values. ``transport`` replaces the pika transport (unit
-    tests pass a fake).
+    ``transport`` replaces the pika transport (unit tests pass a fake).
     """
-    if isinstance(test_config, Settings):
-        settings = test_config
-    else:
-        settings = load_settings({**os.environ, **(test_config or {})})
+    if settings is None:
+        settings = load_settings()
     app = Flask(__name__)
     app.config.update(DEBUG=False, PROPAGATE_EXCEPTIONS=False, JSON_SORT_KEYS=False,
                       MAX_CONTENT_LENGTH=64 * 1024)
@@ -44,7 +38,7 @@ def create_app(test_config: Mapping[str, str] | Settings | None = None,
     init_services(app, build_services(settings, observer, transport))
     request_id.init_app(app)
     access_log.init_app(app, settings.metrics_enabled)
-    errors.init_app(app)
+    error_handlers.init_app(app)
     register_blueprints(app)
     limiter.init_app(app, settings, [namespaces.bp, agents.bp])
     return app

@@ -1,118 +1,185 @@
-"""The one JSON error envelope, and the one mapping from domain errors to HTTP.
+"""Domain errors, in one flat module.
 
-Views raise; these handlers format. Every error body has the same five keys
-and never holds a stack trace, an exception's text or an API key.
+Lower layers raise these. Each class carries its own HTTP status and the
+contract's error code (``http_status``, ``error_code``): the one HTTP handler
+(``api/error_handlers.py``), the peers' wire-code lookup (``domain/clusters.py``)
+and the OpenAPI builder all read them here, and a test checks the README's
+error table against them. Messages are safe to show a client: they never hold
+an API key, a message body or an exception's text.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Any
-
-from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException, NotFound
-from werkzeug.routing import RequestRedirect
-
-from . import exceptions as exc
-from .context import current_request_id
-from .timeutil import utc_timestamp
-
-log = logging.getLogger(__name__)
+# What a 503 tells a client to wait before trying again, unless the error knows better.
+RETRY_AFTER_SECONDS = 5
 
 
-# Most specific first: the first matching class wins.
-_DOMAIN_ERRORS: list[tuple[type[exc.ClusterServiceError], int, str]] = [
-    (exc.InvalidRequest, 400, "invalid_request"),
-    (exc.AuthenticationFailed, 401, "authentication_failed"),
-    (exc.TooManyAuthFailures, 429, "rate_limit_exceeded"),
-    (exc.Forbidden, 403, "forbidden"),
-    (exc.AgentNotConnected, 404, "agent_not_connected"),
-    (exc.AgentTimeout, 504, "agent_timeout"),
-    (exc.RpcTimeout, 504, "agent_timeout"),
-    (exc.RemoteError, 502, "agent_error"),
-    (exc.AuthBackendUnavailable, 503, "service_unavailable"),
-    (exc.BrokerUnavailable, 503, "service_unavailable"),
-    (exc.Saturated, 503, "service_unavailable"),
-]
+class ClusterServiceError(Exception):
+    """Base of every error this service raises on purpose."""
 
-_HTTP_CODES = {
-    400: ("invalid_request", "Invalid request"),
-    401: ("authentication_failed", "Authentication failed"),
-    404: ("not_found", "The requested URL was not found"),
-    405: ("method_not_allowed", "The method is not allowed for this URL"),
-    413: ("payload_too_large", "Request entity too large"),
-    414: ("uri_too_long", "Request URI too long"),
-    429: ("rate_limit_exceeded", "Rate limit exceeded"),
-    431: ("request_header_fields_too_large", "Request header fields too large"),
-}
+    http_status = 500
+    error_code = "internal_error"
+    message = "Internal server error"
+    # Seconds for the Retry-After header; None: the status's default (RETRY_AFTER_SECONDS on 503).
+    retry_after: int | None = None
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.message)
+        self.message = message or self.message
 
 
-def error_response(status: int, error: str, message: str,
-                   headers: dict[str, str] | None = None) -> Response:
-    """Build the contract's error envelope."""
-    response = jsonify(success=False, error=error, message=message,
-                       request_id=current_request_id(), timestamp=utc_timestamp())
-    response.status_code = status
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
+class InvalidRequest(ClusterServiceError):
+    """The client's input is malformed; the message names the field."""
+
+    http_status = 400
+    error_code = "invalid_request"
+
+    message = "Invalid request"
 
 
-def domain_error_status(error: exc.ClusterServiceError) -> tuple[int, str]:
-    """The HTTP status and contract error code for a domain error."""
-    for kind, status, code in _DOMAIN_ERRORS:
-        if isinstance(error, kind):
-            return status, code
-    return 500, "internal_error"
+class AuthenticationFailed(ClusterServiceError):
+    """The key is missing, malformed, or rejected by the User Service."""
+
+    http_status = 401
+    error_code = "authentication_failed"
+
+    message = "Authentication failed"
 
 
-def _handle_domain(error: exc.ClusterServiceError) -> Response:
-    status, code = domain_error_status(error)
-    headers: dict[str, str] = {}
-    if status == 503:
-        headers["Retry-After"] = str(exc.RETRY_AFTER_SECONDS)
-    if isinstance(error, (exc.TooManyAuthFailures, exc.Saturated)):
-        headers["Retry-After"] = str(error.retry_after)
-    message = error.message if status != 500 else "Internal server error"
-    return error_response(status, code, message, headers)
+class AuthBackendUnavailable(ClusterServiceError):
+    """No auth backend could give an answer (broker, User Service and fallback all failed)."""
+
+    http_status = 503
+    error_code = "service_unavailable"
+
+    message = "Authentication service unavailable"
 
 
-def _handle_http(error: HTTPException) -> Response:
-    status = error.code or 500
-    code, message = _HTTP_CODES.get(status, ("http_error", error.name))
-    headers: dict[str, Any] = {}
-    if status == 405 and error.valid_methods:  # type: ignore[attr-defined]
-        headers["Allow"] = ", ".join(sorted(error.valid_methods))  # type: ignore[attr-defined]
-    if status >= 500:
-        code, message = "internal_error", "Internal server error"
-    return error_response(status, code, message, headers)
+class TooManyAuthFailures(ClusterServiceError):
+    """This client address failed authentication too often (brute-force defence)."""
+
+    http_status = 429
+    error_code = "rate_limit_exceeded"
+
+    message = "Rate limit exceeded"
+
+    def __init__(self, retry_after: int = 60) -> None:
+        super().__init__()
+        self.retry_after = retry_after
 
 
-def _handle_unexpected(error: Exception) -> Response:
-    # Only the exception's type is logged: its message or traceback could hold
-    # request data such as an API key, and no log line may carry one.
-    log.error("unhandled error", extra={"event": "unhandled_error",
-                                        "error_type": type(error).__name__})
-    return error_response(500, "internal_error", "Internal server error")
+class RpcError(ClusterServiceError):
+    """Something went wrong with a request/reply exchange over the broker."""
 
 
-def init_app(app: Flask) -> None:
-    """Register the handlers on ``app``, and turn off redirects from path normalisation.
+class BrokerUnavailable(RpcError):
+    """The broker connection is down or never came up; the request is not in flight."""
 
-    werkzeug answers ``//`` in a path (merge_slashes) or a missing trailing slash
-    (strict_slashes) with a 308 to a URL built from the ``Host`` header, with an
-    HTML body and past every error handler: an open redirect to any host a client
-    names. Such paths are simply unknown here: the 404 envelope. (werkzeug also
-    ignores leading slashes; a ``//`` anywhere in the path is refused the same way.)
+    http_status = 503
+    error_code = "service_unavailable"
+
+    message = "Message broker unavailable"
+
+
+class NoConsumer(BrokerUnavailable):
+    """Nobody consumes the request queue (the peer is down or never implemented it).
+
+    Answered at once rather than after the call's timeout: a request published
+    there could only expire unread.
     """
-    app.url_map.merge_slashes = False
 
-    @app.before_request
-    def _no_redirects() -> None:
-        if isinstance(request.routing_exception, RequestRedirect) \
-                or "//" in request.environ.get("PATH_INFO", ""):
-            raise NotFound()
+    def __init__(self, peer: str) -> None:
+        super().__init__(f"{peer} unavailable: nobody consumes its request queue")
+        self.peer = peer
 
-    app.register_error_handler(exc.ClusterServiceError, _handle_domain)
-    app.register_error_handler(HTTPException, _handle_http)
-    app.register_error_handler(Exception, _handle_unexpected)
+
+class Saturated(RpcError):
+    """No slot for this call before its deadline: every thread or slot it needs is taken."""
+
+    http_status = 503
+    error_code = "service_unavailable"
+
+    message = "Service is saturated, retry later"
+    retry_after = RETRY_AFTER_SECONDS
+
+
+class AgentUnresponsive(Saturated):
+    """The agent's calls timed out repeatedly; its breaker is open, so this call fails fast."""
+
+    def __init__(self, agent_id: object, retry_after: int) -> None:
+        super().__init__(f"Agent {agent_id} is not responding; calls to it are paused, "
+                         f"retry in {retry_after} seconds")
+        self.retry_after = retry_after
+
+
+class RpcTimeout(RpcError):
+    """No reply arrived within the request's timeout."""
+
+    http_status = 504
+    error_code = "agent_timeout"
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"Agent did not respond within {timeout:g} seconds")
+        self.timeout = timeout
+
+
+class RemoteError(RpcError):
+    """The peer (or the agent behind it) answered with an error or an invalid reply.
+
+    A subclass whose ``error_code`` a peer may send on the wire is in ``PEER_ERRORS``.
+    """
+
+    http_status = 502
+    error_code = "agent_error"
+
+    message = "Failed to communicate with agent"
+
+    def __init__(self, detail: str = "") -> None:
+        base = "Failed to communicate with agent"
+        super().__init__(f"{base}: {detail}" if detail else base)
+
+
+class AgentNotConnected(RemoteError):
+    """The Onboarding Service says the agent is unknown or not connected."""
+
+    http_status = 404
+    error_code = "agent_not_connected"
+
+    def __init__(self, agent_id: str = "") -> None:
+        super().__init__("agent is not connected")
+        self.message = (f"Agent {agent_id} is not connected" if agent_id
+                        else "Agent is not connected")
+
+
+class Forbidden(RemoteError):
+    """The Onboarding Service says this user may not use this agent."""
+
+    http_status = 403
+    error_code = "forbidden"
+
+    def __init__(self) -> None:
+        super().__init__("access denied")
+        self.message = "You are not allowed to use this agent"
+
+
+class AgentTimeout(RemoteError):
+    """The Onboarding Service itself reports that the agent did not answer."""
+
+    http_status = 504
+    error_code = "agent_timeout"
+
+    def __init__(self) -> None:
+        super().__init__("agent did not respond")
+        self.message = "Agent did not respond in time"
+
+
+# The errors a peer names by their ``error_code`` in a reply (contract §2).
+PEER_ERRORS: tuple[type[RemoteError], ...] = (AgentNotConnected, Forbidden, AgentTimeout)
+
+
+def all_errors() -> list[type[ClusterServiceError]]:
+    """Every domain error class, the base first (for the OpenAPI builder and the tests)."""
+    found: list[type[ClusterServiceError]] = [ClusterServiceError]
+    for kind in found:
+        found.extend(kind.__subclasses__())
+    return found

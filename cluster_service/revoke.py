@@ -21,8 +21,8 @@ import pika
 import pika.exceptions
 from dotenv import load_dotenv
 
-from .auth_events import CACHE_FLUSH, USER_REVOKED, AuthEvent
 from .config import ConfigError, Settings, load_settings
+from .domain.auth_events import CACHE_FLUSH, USER_REVOKED, AuthEvent
 from .rpc.pika_transport import APP_ID, connection_parameters
 
 

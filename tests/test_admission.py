@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from cluster_service.admission import KeyedSlots, Slots
-from cluster_service.exceptions import AgentUnresponsive, Saturated
+from cluster_service.concurrency.admission import KeyedSlots, Slots
+from cluster_service.errors import AgentUnresponsive, Saturated
 
 from .support.recording import RecordingObserver
 from .support.service import wait_for

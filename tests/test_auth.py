@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 import requests
 
-from cluster_service.auth import FALLBACK_PATH, Authenticator, User, UserServiceClient
+from cluster_service.domain.auth import Authenticator
+from cluster_service.domain.users import FALLBACK_PATH, User, UserServiceClient
 from cluster_service.config import Settings, load_settings
-from cluster_service.exceptions import AuthBackendUnavailable, AuthenticationFailed
+from cluster_service.errors import AuthBackendUnavailable, AuthenticationFailed
 from cluster_service.rpc.client import RpcClient
-from cluster_service.security import cache_key
+from cluster_service.domain.api_key import ApiKey, cache_key
 
 from .conftest import VALID_USER
 from .support.fake_transport import FakeTransport
@@ -412,7 +413,7 @@ class TestUserFromReply:
         data = {"id": 1, "username": "secret-name", "is_active": value}
         if value is MISSING:
             del data["is_active"]
-        with caplog.at_level(logging.WARNING, logger="cluster_service.auth"):
+        with caplog.at_level(logging.WARNING, logger="cluster_service.domain.users"):
             assert User.from_reply(data).is_active is False
         faults = [r for r in caplog.records if getattr(r, "event", "") == "peer_fault"]
         assert len(faults) == (0 if value is False else 1)
@@ -421,7 +422,7 @@ class TestUserFromReply:
     @pytest.mark.parametrize("data", [None, [], {"id": True, "username": "u"},
                                       {"id": "7", "username": "u"}, {"id": 7}])
     def test_unusable_user_data_is_the_peers_fault(self, data: Any) -> None:
-        from cluster_service.exceptions import RemoteError
+        from cluster_service.errors import RemoteError
 
         with pytest.raises(RemoteError):
             User.from_reply(data)
@@ -449,3 +450,10 @@ def test_threads_share_nothing_but_the_cache(h: AuthHarness) -> None:
         thread.join(5)
     assert errors == []
     assert h.rpcs == 1 + 5
+
+
+def test_an_api_key_value_never_shows_its_secret_or_digest() -> None:
+    key = ApiKey("a-secret-key")
+    assert key.digest == cache_key("a-secret-key") and key.fingerprint == key.digest[:12]
+    assert "a-secret-key" not in repr(key) and key.digest not in repr(key)
+    assert key.fingerprint in repr(key)

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from cluster_service.auth import Authenticator
-from cluster_service.auth_events import AuthEvent, AuthEventHandler, parse_event
-from cluster_service.exceptions import AuthenticationFailed
-from cluster_service.revocations import Revocations
+from cluster_service.domain.auth import Authenticator
+from cluster_service.domain.auth_events import AuthEvent, AuthEventHandler, parse_event
+from cluster_service.errors import AuthenticationFailed
+from cluster_service.domain.revocations import Revocations
 from cluster_service.rpc.client import RpcClient
 
 from .conftest import API_KEY, BASE, VALID_USER

@@ -17,7 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from cluster_service.auth_guard import AuthFailureGuard
+from cluster_service.domain.auth_guard import AuthFailureGuard
 from cluster_service.config import load_settings
 
 from .conftest import API_KEY, BASE
@@ -272,7 +272,7 @@ class TestGuardStorage:
         dead = f"redis://127.0.0.1:{free_port()}/0"
         guard = AuthFailureGuard(load_settings({"RATE_LIMIT_STORAGE_URI": dead,
                                                 "AUTH_FAILURES_PER_MINUTE": "2"}))
-        with caplog.at_level(logging.INFO, logger="cluster_service.auth_guard"):
+        with caplog.at_level(logging.INFO, logger="cluster_service.domain.auth_guard"):
             assert guard.retry_after("127.0.2.1") is None
             guard.record_failure("127.0.2.1")
             guard.record_failure("127.0.2.1")

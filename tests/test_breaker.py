@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from cluster_service.breaker import Breakers, Outcome, State
-from cluster_service.exceptions import AgentUnresponsive
+from cluster_service.concurrency.breaker import Breakers, Outcome, State
+from cluster_service.errors import AgentUnresponsive
 
 from .support.recording import RecordingObserver
 

@@ -6,7 +6,7 @@ import ipaddress
 
 from hypothesis import given, strategies as st
 
-from cluster_service.client_address import forwarded_client, guard_key, parse_address
+from cluster_service.domain.client_address import forwarded_client, guard_key, parse_address
 
 IPV4 = st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address)
 IPV6 = st.integers(0, 2**128 - 1).map(ipaddress.IPv6Address)

@@ -10,12 +10,13 @@ from typing import Any, Callable
 
 import pytest
 
-from cluster_service.auth import User
-from cluster_service.clusters import ClusterOperations, Namespace
+from cluster_service.domain.users import User
+from cluster_service.domain.clusters import ClusterOperations, Namespace
 from cluster_service.config import load_settings
-from cluster_service.exceptions import (AgentNotConnected, AgentTimeout, AgentUnresponsive,
-                                        Forbidden, RemoteError, RpcTimeout, Saturated)
-from cluster_service.rpc.client import Routing, RpcClient
+from cluster_service.errors import (AgentNotConnected, AgentTimeout, AgentUnresponsive,
+                                    Forbidden, RemoteError, RpcTimeout, Saturated)
+from cluster_service.rpc.client import RpcClient
+from cluster_service.rpc.transport import Routing
 
 from .support.fake_transport import FakeTransport
 from .support.recording import RecordingObserver

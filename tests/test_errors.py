@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
+
+from cluster_service import errors as exc
+from cluster_service.api import error_handlers
 
 from .conftest import API_KEY, BASE
 
@@ -111,3 +115,26 @@ def test_client_request_id_appears_in_the_envelope(failing_app: Flask) -> None:
         assert response.status_code == status
         assert response.get_json()["request_id"] == "trace-42"
         assert response.headers["X-Request-ID"] == "trace-42"
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+ROW = re.compile(r"^\| (\d{3}) \| (`[a-z_]+`(?: / `[a-z_]+`)*) \|", re.M)
+
+
+def readme_error_table() -> set[tuple[int, str]]:
+    return {(int(status), code.strip("` "))
+            for status, codes in ROW.findall(README.read_text()) for code in codes.split("/")}
+
+
+def test_readme_error_table_matches_the_errors_themselves() -> None:
+    """Each domain error carries its status and code; the README's table says the same."""
+    domain = {(kind.http_status, kind.error_code) for kind in exc.all_errors()}
+    routing = {(status, code) for status, (code, _) in error_handlers._HTTP_CODES.items()}
+    table = readme_error_table()
+    assert domain <= table, domain - table
+    assert table <= domain | routing, table - domain - routing
+
+
+def test_every_domain_error_names_a_status_and_a_code() -> None:
+    for kind in exc.all_errors():
+        assert 400 <= kind.http_status < 600 and re.fullmatch(r"[a-z_]+", kind.error_code), kind

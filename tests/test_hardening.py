@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.test import TestResponse
 
-from cluster_service.services import services
+from cluster_service.api.extension import services
 
 from .conftest import API_KEY, BASE
 from .support.fake_transport import FakeTransport

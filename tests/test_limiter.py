@@ -17,8 +17,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from cluster_service.auth_guard import AuthFailureGuard
-from cluster_service.limiter import EXTENSION, api_key_identity
+from cluster_service.domain.auth_guard import AuthFailureGuard
+from cluster_service.api.limiter import EXTENSION, api_key_identity
 
 from .conftest import API_KEY, BASE
 from .support.fake_transport import FakeTransport

@@ -11,7 +11,7 @@ from typing import Iterator
 import pytest
 
 from cluster_service.config import load_settings
-from cluster_service.logging_config import configure_logging
+from cluster_service.observability.logging_config import configure_logging
 
 MOMENT = 1796282921.123456  # 2026-12-03T07:28:41.123456 UTC
 

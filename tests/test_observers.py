@@ -6,49 +6,12 @@ import logging
 
 import pytest
 
-from cluster_service.context import request_id_var
-from cluster_service.observer import Observer
-from cluster_service.observers import CompositeObserver, LoggingObserver
+from cluster_service.observability.request_context import request_id_var
+from cluster_service.observability.logging_observer import CompositeObserver, LoggingObserver
+
+from .support.recording import EventLog
 
 LOGGER = "cluster_service.rpc"
-
-
-class Recorder(Observer):
-    def __init__(self) -> None:
-        self.events: list[tuple[object, ...]] = []
-
-    def rpc_published(self, queue: str) -> None:
-        self.events.append(("published", queue))
-
-    def rpc_finished(self, queue: str, outcome: str, seconds: float) -> None:
-        self.events.append(("finished", queue, outcome, seconds))
-
-    def rpc_inflight(self, delta: int) -> None:
-        self.events.append(("inflight", delta))
-
-    def reply_dropped(self, reason: str) -> None:
-        self.events.append(("dropped", reason))
-
-    def reply_rerouted(self, route: str) -> None:
-        self.events.append(("rerouted", route))
-
-    def reply_received(self, via: str) -> None:
-        self.events.append(("received", via))
-
-    def auth_event(self, event: str) -> None:
-        self.events.append(("auth_event", event))
-
-    def auth_cache(self, outcome: str) -> None:
-        self.events.append(("auth_cache", outcome))
-
-    def broker_connected(self, connected: bool) -> None:
-        self.events.append(("connected", connected))
-
-    def broker_closing(self) -> None:
-        self.events.append(("closing",))
-
-    def auth_outcome(self, outcome: str) -> None:
-        self.events.append(("auth", outcome))
 
 
 def test_successful_rpc_is_logged_at_debug_with_queue_outcome_and_duration(caplog):
@@ -70,7 +33,7 @@ def test_failed_rpc_is_logged_at_warning(caplog, outcome):
 
 
 def test_rpc_line_carries_the_http_request_id(caplog):
-    from cluster_service.logging_config import _RequestIdFilter
+    from cluster_service.observability.logging_config import _RequestIdFilter
 
     caplog.set_level(logging.DEBUG, LOGGER)
     caplog.handler.addFilter(_RequestIdFilter())
@@ -115,7 +78,7 @@ def test_other_events_are_not_logged(caplog):
 
 
 def test_composite_hands_every_event_to_each_observer_in_order():
-    first, second = Recorder(), Recorder()
+    first, second = EventLog(), EventLog()
     composite = CompositeObserver(first, second)
     composite.rpc_published("q")
     composite.rpc_finished("q", "ok", 0.5)
@@ -128,10 +91,11 @@ def test_composite_hands_every_event_to_each_observer_in_order():
     composite.auth_outcome("cached")
     composite.auth_event("user_revoked")
     composite.auth_cache("hit")
-    expected = [("published", "q"), ("finished", "q", "ok", 0.5), ("inflight", -1),
-                ("dropped", "not_owner"), ("rerouted", "direct"), ("received", "fixed"),
-                ("connected", True), ("closing",), ("auth", "cached"),
-                ("auth_event", "user_revoked"), ("auth_cache", "hit")]
+    expected = [("rpc_published", "q"), ("rpc_finished", "q", "ok", 0.5), ("rpc_inflight", -1),
+                ("reply_dropped", "not_owner"), ("reply_rerouted", "direct"),
+                ("reply_received", "fixed"), ("broker_connected", True), ("broker_closing",),
+                ("auth_outcome", "cached"), ("auth_event", "user_revoked"),
+                ("auth_cache", "hit")]
     assert first.events == expected
     assert second.events == expected
 
@@ -141,7 +105,7 @@ def test_empty_composite_is_a_no_op():
 
 
 def test_unknown_http_methods_share_one_label_value() -> None:
-    from cluster_service import metrics
+    from cluster_service.observability import metrics
 
     before = len(metrics._request_children)
     for method in ("FOOBAR", "BAZQUX", "ZZZZZZ"):

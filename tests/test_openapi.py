@@ -10,8 +10,8 @@ from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate as validate_spec
 from werkzeug.test import TestResponse
 
-from cluster_service.api import BASE_PATH
-from cluster_service.openapi import build_spec
+from cluster_service.api.contract import BASE_PATH
+from cluster_service.api.openapi import build_spec
 
 from .conftest import API_KEY, BASE
 from .support.fake_transport import FakeTransport

@@ -7,8 +7,8 @@ import uuid
 import pytest
 from flask.testing import FlaskClient
 
-from cluster_service.context import current_request_id
-from cluster_service.request_id import choose_request_id
+from cluster_service.observability.request_context import current_request_id
+from cluster_service.api.request_id import choose_request_id
 
 from .conftest import BASE
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster_service.auth_events import AuthEvent
+from cluster_service.domain.auth_events import AuthEvent
 from cluster_service.revoke import main, parse_args
 
 

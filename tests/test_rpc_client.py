@@ -12,9 +12,10 @@ from typing import Any, Callable
 
 import pytest
 
-from cluster_service.context import request_id_var
-from cluster_service.exceptions import BrokerUnavailable, RemoteError, RpcTimeout
-from cluster_service.rpc.client import OutgoingRequest, PendingCall, ReplyOutcome, RpcClient
+from cluster_service.observability.request_context import request_id_var
+from cluster_service.errors import BrokerUnavailable, RemoteError, RpcTimeout
+from cluster_service.rpc.client import PendingCall, RpcClient
+from cluster_service.rpc.transport import OutgoingRequest, ReplyOutcome
 from cluster_service.rpc.request_ids import new_request_id, new_token, owner_token, \
     reply_queue_name
 
@@ -469,7 +470,7 @@ class TestNoConsumer:
     """A request queue nobody consumes fails at once: nothing published, no timeout."""
 
     def test_zero_consumers_is_no_consumer_at_once(self) -> None:
-        from cluster_service.exceptions import NoConsumer
+        from cluster_service.errors import NoConsumer
 
         transport = FakeTransport()
         transport.responders["q"] = silent

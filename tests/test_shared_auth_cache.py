@@ -11,10 +11,10 @@ from typing import Iterator
 import pytest
 import redis
 
-from cluster_service.auth import Authenticator
-from cluster_service.exceptions import AuthenticationFailed
+from cluster_service.domain.auth import Authenticator
+from cluster_service.errors import AuthenticationFailed
 from cluster_service.rpc.client import RpcClient
-from cluster_service.shared_auth_cache import RETRY_EVERY_S, SharedAuthCache
+from cluster_service.domain.shared_auth_cache import RETRY_EVERY_S, SharedAuthCache
 
 from .conftest import VALID_USER
 from .support.fake_transport import FakeTransport
@@ -150,7 +150,7 @@ class TestRedisOutage:
     def test_redis_down_falls_back_logs_once_and_recovers(
             self, server: RedisServer, store: redis.Redis,
             caplog: pytest.LogCaptureFixture) -> None:
-        caplog.set_level(logging.INFO, "cluster_service.shared_auth_cache")
+        caplog.set_level(logging.INFO, "cluster_service.domain.shared_auth_cache")
         worker = Worker(server)
         server.kill()
         started = time.monotonic()

@@ -8,8 +8,8 @@ from typing import Any, Hashable
 
 import pytest
 
-from cluster_service.exceptions import RpcTimeout
-from cluster_service.singleflight import SingleFlight
+from cluster_service.errors import RpcTimeout
+from cluster_service.concurrency.singleflight import SingleFlight
 
 from .support.service import wait_for
 

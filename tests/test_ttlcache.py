@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cluster_service.ttlcache import TtlCache
+from cluster_service.concurrency.ttlcache import TtlCache
 
 
 class Clock:

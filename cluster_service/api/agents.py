@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, g, jsonify
 
-from ..schemas import ConnectedAgentsResponse
-from ..services import services
-from ..timeutil import utc_timestamp
+from ..observability.timestamps import utc_timestamp
 from .auth import require_user
+from .extension import services
+from .schemas import ConnectedAgentsResponse
 
 bp = Blueprint("agents", __name__)
 _response = ConnectedAgentsResponse()

@@ -7,14 +7,19 @@ from typing import Any, Callable, TypeVar, cast
 
 from flask import current_app, g, request
 
-from ..security import fingerprint
-from ..services import services
-
-API_KEY_HEADER = "X-API-Key"
-# The app extension that calls a view under the per-key rate limit (limiter.py).
-LIMITED_CALL = "cluster_limited_call"
+from ..domain.api_key import ApiKey
+from .contract import API_KEY_HEADER, LIMITED_CALL
+from .extension import services
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def request_api_key() -> ApiKey | None:
+    """This request's ``X-API-Key`` as a value, hashed once and kept in ``g`` (None: not sent)."""
+    if "api_key" not in g:
+        raw = request.headers.get(API_KEY_HEADER)
+        g.api_key = ApiKey(raw) if raw else None
+    return g.api_key  # type: ignore[no-any-return]
 
 
 def require_user(view: F) -> F:
@@ -26,9 +31,9 @@ def require_user(view: F) -> F:
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        key = request.headers.get(API_KEY_HEADER)
-        if key:
-            g.key_fp = fingerprint(key)
+        key = request_api_key()
+        if key is not None:
+            g.key_fp = key.fingerprint
         found = services()
         g.user = found.auth.authenticate(key, request.remote_addr)
         limited = current_app.extensions.get(LIMITED_CALL)

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from ..schemas import ReadyResponse
-from ..services import services
-from ..timeutil import utc_timestamp
-
-VERSION = "1.0.0"
+from ..observability.timestamps import utc_timestamp
+from .contract import VERSION
+from .extension import services
+from .schemas import ReadyResponse
 
 bp = Blueprint("health", __name__)
 _ready = ReadyResponse()

@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify
 from werkzeug.exceptions import NotFound
 
-from .. import metrics
-from ..services import services
+from ..observability import metrics
+from .extension import services
+from .openapi import build_spec
 
 bp = Blueprint("meta", __name__)
 
@@ -15,13 +16,12 @@ bp = Blueprint("meta", __name__)
 def prometheus_metrics() -> Response:
     if not services().settings.metrics_enabled:
         raise NotFound()
-    return metrics.render()
+    data, content_type = metrics.render()
+    return Response(data, mimetype=content_type)
 
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
-    from ..openapi import build_spec
-
     spec = current_app.extensions.get("cluster_openapi")
     if spec is None:
         spec = current_app.extensions["cluster_openapi"] = build_spec()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from ..schemas import NamespacesQuery, NamespacesResponse, load_query
-from ..services import services
-from ..timeutil import utc_timestamp
+from ..observability.timestamps import utc_timestamp
 from .auth import require_user
+from .extension import services
+from .schemas import NamespacesQuery, NamespacesResponse, load_query
 
 bp = Blueprint("namespaces", __name__)
 _query = NamespacesQuery()

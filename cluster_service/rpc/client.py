@@ -56,85 +56,25 @@ that are neither, are dropped and counted; their bodies are never logged.
 
 from __future__ import annotations
 
-import enum
 import json
 import logging
 import math
 import threading
 import time
 import uuid
-from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
-from ..admission import Slots
-from ..context import current_request_id
-from ..exceptions import (BrokerUnavailable, NoConsumer, RemoteError, RpcError, RpcTimeout,
-                          Saturated)
-from ..observer import Observer
+from ..concurrency.admission import Slots
+from ..errors import (BrokerUnavailable, NoConsumer, RemoteError, RpcError, RpcTimeout,
+                      Saturated)
+from ..observability.observer import Observer
+from ..observability.request_context import current_request_id
+from .bodies import parse_reply, request_id_of
 from .request_ids import is_legacy_id, new_request_id, owner_token, reply_queue_name
+from .transport import (BROADCAST, DELIVERED, DROPPED, OutgoingRequest, ReplyOutcome, Routing,
+                        Transport)
 
 log = logging.getLogger(__name__)
-
-
-class ReplyOutcome(enum.Enum):
-    """What :meth:`RpcClient.on_reply` did with a reply, or asks the transport to do."""
-
-    DELIVERED = "delivered"
-    FORWARD = "forward"  # publish to Routing.forward_to, the owner's reply queue
-    BROADCAST = "broadcast"  # legacy id: publish to the reply fanout exchange
-    DROPPED = "dropped"
-
-
-@dataclass(frozen=True)
-class Routing:
-    """The verdict on one reply; ``forward_to`` is set for FORWARD only."""
-
-    outcome: ReplyOutcome
-    forward_to: str = ""
-
-
-DELIVERED = Routing(ReplyOutcome.DELIVERED)
-BROADCAST = Routing(ReplyOutcome.BROADCAST)
-DROPPED = Routing(ReplyOutcome.DROPPED)
-
-
-@dataclass(frozen=True)
-class OutgoingRequest:
-    """Everything the transport needs to publish one request message."""
-
-    queue: str
-    body: bytes
-    request_id: str
-    http_request_id: str
-    expiration_ms: int
-
-
-class Transport(Protocol):
-    """What :class:`RpcClient` needs from the broker side."""
-
-    def start(self, on_reply: Callable[..., Routing],
-              on_connection_change: Callable[..., None]) -> None:
-        """Begin connecting in the transport's own thread; return at once.
-
-        ``on_connection_change(True, token)`` reports a connection whose reply
-        queue is ``request_ids.reply_queue_name(token)``; ``(False)`` its loss.
-        """
-
-    def publish(self, request: OutgoingRequest, on_failure: Callable[[str], None]) -> None:
-        """Hand a request to the I/O thread; raise BrokerUnavailable if it cannot take it."""
-
-    def listen(self, exchange: str, handler: Callable[[bytes], None],
-               on_gap: Callable[[], None] | None = None) -> None:
-        """Before start: call ``handler(body)`` in the I/O thread for each message on the
-        fanout ``exchange`` (the auth events), and ``on_gap()`` after each reconnect (what
-        was published meanwhile was missed); neither may block or raise."""
-
-    def close(self, timeout: float) -> None:
-        """Close the connection cleanly and stop the I/O thread."""
-
-    def consumer_count(self, queue: str) -> int | None:
-        """How many consumers ``queue`` has, from a cache refreshed every second or so;
-        None when unknown. Never more than a short, bounded wait."""
 
 
 class PendingCall:
@@ -342,7 +282,7 @@ class RpcClient:
                               reply_bytes=len(body), matched=call is not None)
         request_id = correlation_id
         if call is None:
-            request_id = _request_id_of(body) or correlation_id
+            request_id = request_id_of(body) or correlation_id
             call = self._pending.get(request_id) if request_id else None
             if request_id is None:
                 return self._drop("unroutable", source_queue)
@@ -390,37 +330,3 @@ class RpcClient:
             calls = list(self._pending.values())
         for call in calls:
             call.fail(error)
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def loads_strict(text: str | bytes) -> Any:
-    """``json.loads`` that refuses NaN/Infinity (they would make our own bodies invalid JSON)
-    and turns a too-deeply nested document (RecursionError) into ValueError."""
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
-
-
-def _request_id_of(body: bytes) -> str | None:
-    """The body's ``request_id``, or None when the body is not a JSON object with one."""
-    try:
-        data = loads_strict(body)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    request_id = data.get("request_id") if isinstance(data, dict) else None
-    return request_id if isinstance(request_id, str) else None
-
-
-def parse_reply(body: bytes) -> dict[str, Any]:
-    """Decode a reply body; anything but a JSON object is the peer's fault (502)."""
-    try:
-        data = loads_strict(body)
-    except (ValueError, UnicodeDecodeError):
-        raise RemoteError("reply is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise RemoteError("reply is not a JSON object")
-    return data

@@ -56,9 +56,9 @@ from pika.adapters.blocking_connection import BlockingChannel
 from pika.spec import Basic, BasicProperties
 
 from ..config import Settings
-from ..exceptions import BrokerUnavailable
-from ..observer import Observer
-from .client import DROPPED, OutgoingRequest, ReplyOutcome, Routing
+from ..errors import BrokerUnavailable
+from ..observability.observer import Observer
+from .transport import DROPPED, OutgoingRequest, ReplyOutcome, Routing
 from .request_ids import new_token, reply_queue_name
 
 log = logging.getLogger(__name__)

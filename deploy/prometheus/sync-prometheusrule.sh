@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rewrite the spec of deploy/kubernetes/monitoring/prometheusrule.yaml from alerts.yaml
 # (its header, down to "spec:", is kept). Run after editing alerts.yaml;
-# tests/test_alert_rules.py fails while the two differ.
+# tests/deploy/test_alert_rules.py fails while the two differ.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 alerts=deploy/prometheus/alerts.yaml

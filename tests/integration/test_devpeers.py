@@ -21,8 +21,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import pika
 import pytest
 
-from cluster_service.devpeers import Behaviour, DevPeers, PeerConfig, Reply
-from cluster_service.devpeers.config import fingerprint, parse_api_keys
+from devpeers import Behaviour, DevPeers, PeerConfig, Reply
+from devpeers.config import fingerprint, parse_api_keys
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -442,7 +442,7 @@ class TestCommandLine:
                "RABBITMQ_USER": config.user, "RABBITMQ_PASSWORD": config.password,
                "RABBITMQ_VHOST": config.vhost}
         process = subprocess.Popen(
-            [sys.executable, "-m", "cluster_service.devpeers", "--queue-prefix", prefix,
+            [sys.executable, "-m", "devpeers", "--queue-prefix", prefix,
              "--stats-file", str(stats)],
             cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:

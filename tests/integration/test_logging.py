@@ -69,7 +69,7 @@ def test_access_line_and_rpc_lines_share_the_request_id(
 
     rpcs = {r["queue"]: r for r in mine if r.get("event") == "rpc"}
     queues = {service.env["AUTH_REQUEST_QUEUE"], service.env["NAMESPACE_REQUEST_QUEUE"]}
-    assert set(rpcs) == queues, "no RPC lines: is observers.LoggingObserver wired in create_app?"
+    assert set(rpcs) == queues, "no RPC lines: is LoggingObserver wired in create_app?"
     for rpc in rpcs.values():
         assert rpc["outcome"] == "ok" and rpc["level"] == "DEBUG"
         assert 0 <= rpc["duration_ms"] <= access["duration_ms"]

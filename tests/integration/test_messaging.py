@@ -23,7 +23,7 @@ import requests
 from cluster_service.rpc.request_ids import owner_token, reply_queue_name
 
 from ..support.peers import delete_queues, start_peers, wrong_namespaces
-from ..support.prometheus import metric_sum
+from ..support.prometheus import metric
 from ..support.rabbitmq_admin import close_connection, service_connections
 from ..support.request_tap import RequestTap
 from ..support.service import ServiceProcess, free_port, queue_env, wait_for
@@ -42,10 +42,6 @@ def namespaces(service: ServiceProcess, agent_id: str, key: str | None = KEY,
     return (session or service.session).get(
         f"{service.base_url}/namespaces", params={"agent_id": agent_id, **params},
         headers=headers, timeout=30)
-
-
-def metric(service: ServiceProcess, name: str, **labels: str) -> float:
-    return metric_sum(service.get("/metrics", timeout=10).text, name, **labels)
 
 
 def assert_error(response: requests.Response, status: int, error: str) -> None:

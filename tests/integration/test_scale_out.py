@@ -23,7 +23,7 @@ import pytest
 import requests
 
 from ..support.peers import start_peers, wrong_namespaces
-from ..support.prometheus import metric_sum
+from ..support.prometheus import metric
 from ..support.redis_server import REDIS_SERVER, RedisServer
 from ..support.service import REPO, ServiceProcess, queue_env, wait_for
 
@@ -34,10 +34,6 @@ needs_redis = [pytest.mark.redis,
 
 SECRET = "scale-out-test-secret-0123"
 USER_ID = 77
-
-
-def metric(service: ServiceProcess, name: str, **labels: str) -> float:
-    return metric_sum(service.get("/metrics", timeout=10).text, name, **labels)
 
 
 def fleet_metric(replicas: list[ServiceProcess], name: str, **labels: str) -> float:

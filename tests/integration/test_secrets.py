@@ -22,7 +22,7 @@ import pika
 import pytest
 import requests
 
-from cluster_service.security import fingerprint
+from cluster_service.domain.api_key import ApiKey
 
 from ..support.peers import start_peers
 from ..support.rate_window import fresh_window
@@ -122,7 +122,7 @@ def test_no_key_ever_leaves_the_service(tmp_path: Path, prefix: str,
             if outcome in ("malformed",):
                 assert line["key_fp"] == "-"
             else:
-                assert line["key_fp"] == fingerprint(keys[name]), (name, line)
+                assert line["key_fp"] == ApiKey(keys[name]).fingerprint, (name, line)
         assert {"success", "rejected", "backend_error"} <= {line["outcome"] for line in audit}
 
         # --- no stack traces or exception text in any response (DEBUG=true) --------

@@ -14,11 +14,12 @@ import pytest
 
 from cluster_service.config import load_settings
 
+from ..support.faults import (HEALTHY_AGENT, Outcome, assert_service_unavailable, call, namespaces,
+                              percentile, run_together, summary, warm_auth)
+from ..support.prometheus import metric
 from ..support.peers import start_peers
 from ..support.service import ServiceProcess, queue_env, wait_for
 from ..support.switchable_peer import SwitchablePeer
-from .test_faults import (HEALTHY_AGENT, Outcome, assert_service_unavailable, call, metric,
-                          namespaces, percentile, run_together, summary, warm_auth)
 
 pytestmark = [pytest.mark.fault, pytest.mark.rabbitmq, pytest.mark.gunicorn]
 

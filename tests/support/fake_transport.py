@@ -11,8 +11,8 @@ import json
 import threading
 from typing import Any, Callable
 
-from cluster_service.exceptions import BrokerUnavailable
-from cluster_service.rpc.client import OutgoingRequest, ReplyOutcome, Routing
+from cluster_service.errors import BrokerUnavailable
+from cluster_service.rpc.transport import OutgoingRequest, ReplyOutcome, Routing
 from cluster_service.rpc.request_ids import new_token, reply_queue_name
 
 Responder = Callable[[dict[str, Any]], list[tuple[bytes | dict[str, Any], float]] | None]

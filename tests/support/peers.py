@@ -7,7 +7,7 @@ from typing import Any
 
 import pika
 
-from cluster_service.devpeers import DevPeers, PeerConfig
+from devpeers import DevPeers, PeerConfig
 
 
 def start_peers(prefix: str, **overrides: Any) -> DevPeers:

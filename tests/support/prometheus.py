@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+import requests
+
+if TYPE_CHECKING:
+    from .service import ServiceProcess
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
@@ -19,3 +25,13 @@ def metric_sum(text: str, name: str, **labels: str) -> float:
         if all(found.get(key) == value for key, value in labels.items()):
             total += float(match.group(3))
     return total
+
+
+def metrics_text(service: "ServiceProcess") -> str:
+    """The service's ``/metrics`` page (Prometheus text)."""
+    return requests.get(service.base_url + "/metrics", timeout=10).text
+
+
+def metric(service: "ServiceProcess", name: str, **labels: str) -> float:
+    """The sum of the ``/metrics`` samples called ``name`` whose labels include ``labels``."""
+    return metric_sum(metrics_text(service), name, **labels)

@@ -6,7 +6,7 @@ import re
 
 from prometheus_client.metrics import MetricWrapperBase
 
-from cluster_service import metrics
+from cluster_service.observability import metrics
 
 # Words of PromQL that are not metric names.
 _PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "offset",

@@ -1,6 +1,6 @@
 """Keep a counted sequence of requests inside one rate-limit window.
 
-The limiter's sliding-window-counter strategy (``cluster_service/limiter.py``)
+The limiter's sliding-window-counter strategy (``cluster_service/api/limiter.py``)
 counts per minute aligned to the epoch and weights the previous minute by the
 time left in it. A burst that straddles a minute boundary can therefore get one
 request more (the previous count, weighted, is rounded down). Tests that assert

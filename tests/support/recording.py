@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from typing import Callable
 
-from cluster_service.observer import Observer
+from cluster_service.observability.observer import Observer
 
 
 class RecordingObserver(Observer):
@@ -86,3 +87,20 @@ class RecordingObserver(Observer):
     def breaker_changed(self, agent_id: str, state: str, open_count: int) -> None:
         with self._lock:
             self.breaker_changes.append((agent_id, state, open_count))
+
+
+class EventLog(Observer):
+    """Every event in the order it came, as ``(method name, *arguments)``."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[object, ...]] = []
+
+
+def _recorder(name: str) -> Callable[..., None]:
+    def record(self: EventLog, *args: object) -> None:
+        self.events.append((name, *args))
+    return record
+
+
+for _name in [name for name in vars(Observer) if not name.startswith("_")]:
+    setattr(EventLog, _name, _recorder(_name))

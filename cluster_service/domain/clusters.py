@@ -1,0 +1,221 @@
+"""Cluster operations: build the Onboarding Service request, map its reply or error.
+
+Replies are validated here against contract §2 ("Namespaces", "Connected
+agents"). Anything that does not fit is the peer's fault and becomes a
+RemoteError (502); the peer's own error text is logged (truncated), never
+returned to the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..concurrency.admission import KeyedSlots
+from ..concurrency.breaker import Breakers, Outcome
+from ..concurrency.singleflight import SingleFlight
+from ..config import Settings
+from ..errors import PEER_ERRORS, AgentNotConnected, AgentTimeout, RemoteError, RpcTimeout
+from ..observability.observer import Observer
+from ..rpc.bodies import loads_strict
+from ..rpc.client import RpcClient
+from .users import User
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """One Kubernetes namespace as the HTTP API returns it."""
+
+    name: str
+    status: str
+    created_at: str | None
+    labels: dict[str, Any] = field(default_factory=dict)
+    annotations: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        """The HTTP body's shape; shallow, unlike ``dataclasses.asdict``'s deep copy."""
+        return {"name": self.name, "status": self.status, "created_at": self.created_at,
+                "labels": self.labels, "annotations": self.annotations}
+
+
+class ClusterOperations:
+    """The two operations the HTTP API offers, over the RPC client."""
+
+    def __init__(self, settings: Settings, rpc: RpcClient,
+                 observer: Observer | None = None) -> None:
+        self._settings = settings
+        self._rpc = rpc
+        self._observer = observer or Observer()
+        self._per_agent: KeyedSlots[str] = KeyedSlots(settings.max_inflight_per_agent,
+                                                      self._observer, scope="agent")
+        self._breakers = Breakers(settings.breaker_failures, settings.breaker_cooldown,
+                                  self._observer, on_open=self._per_agent.wake_all,
+                                  forget_after=3 * settings.websocket_timeout
+                                  + settings.breaker_cooldown)
+        rpc.add_connection_listener(lambda up: self._breakers.reset() if up else None)
+        self._namespace_flights: SingleFlight[list[Namespace]] = SingleFlight()
+        # Followers wait as long as the leader may; else a follower could get 504
+        # while the leader still gets its answer.
+        self._flight_timeout = settings.cluster_flight_timeout
+
+    @property
+    def breakers(self) -> Breakers:
+        """The per-agent circuit breakers of this worker."""
+        return self._breakers
+
+    def list_namespaces(self, user: User, agent_id: str, cluster_id: int | None) -> list[Namespace]:
+        """Namespaces of the agent's cluster. Identical concurrent requests share one RPC."""
+        key = (user.id, agent_id, cluster_id)
+        namespaces, _shared = self._namespace_flights.do(
+            key, lambda: self._fetch_namespaces(user, agent_id, cluster_id),
+            self._flight_timeout)
+        return namespaces
+
+    def _fetch_namespaces(self, user: User, agent_id: str,
+                          cluster_id: int | None) -> list[Namespace]:
+        payload = {
+            "command": "get-namespaces",
+            "agent_id": agent_id,
+            "cluster_id": cluster_id,
+            "cluster_config": {"cluster_id": cluster_id, "include_details": True},
+            "user": {"id": user.id, "username": user.username},
+        }
+        timeout = self._settings.websocket_timeout
+        deadline = time.monotonic() + timeout  # slot waits and the agent's answer, together
+        trial = self._breakers.before_call(agent_id)
+        # Waiting in line for a hung agent is pointless once its breaker opens; the
+        # trial call itself waits for the calls it found in flight.
+        give_up = None if trial else (lambda: self._breakers.refusal(agent_id))
+        recorded = False
+        try:
+            with self._per_agent.held(agent_id, deadline, give_up):
+                outcome = Outcome.NEUTRAL
+                try:
+                    reply = self._rpc.call(self._settings.namespace_request_queue, payload,
+                                           timeout, deadline)
+                    outcome = Outcome.ANSWERED
+                    return _namespaces_of(reply, agent_id)
+                except (RpcTimeout, AgentTimeout):
+                    outcome = Outcome.TIMED_OUT
+                    raise
+                finally:
+                    # Before the slot is released: the next call in line must find
+                    # the breaker already open.
+                    self._breakers.record(agent_id, outcome, trial)
+                    recorded = True
+        finally:
+            if not recorded:  # no slot before the deadline: no verdict on the agent
+                self._breakers.record(agent_id, Outcome.NEUTRAL, trial)
+
+    def connected_agents(self, user: User) -> list[str]:
+        """Ids of the agents connected now, sorted, without duplicates."""
+        reply = self._rpc.call(self._settings.agents_request_queue,
+                               {"command": "list-agents",
+                                "user": {"id": user.id, "username": user.username}},
+                               self._settings.websocket_timeout)
+        _raise_for_error(reply, reply, "")
+        agents = reply.get("agents")
+        if not isinstance(agents, list):
+            raise RemoteError("reply has no agents list")
+        ids = set()
+        for item in agents:
+            agent_id = item.get("agent_id") if isinstance(item, dict) else item
+            if not isinstance(agent_id, str) or not agent_id:
+                raise RemoteError("agents list holds an invalid entry")
+            ids.add(agent_id)
+        self._observer.agents_connected(len(ids))
+        return sorted(ids)
+
+
+# The existing Onboarding Service sends no error_code. These are its two texts for an
+# agent that is not there (contract §2, docs/messaging.md "Legacy reply shapes"),
+# matched whole, for the agent that was asked about: anything else stays a 502.
+_AGENT = r"(?P<agent>[A-Za-z0-9._:-]{1,128})"
+LEGACY_NOT_CONNECTED = (
+    re.compile(rf"Failed to communicate with agent: No WebSocket connection found for agent "
+               rf"{_AGENT}"),
+    re.compile(rf"Failed to send message to agent {_AGENT}: received 1000 \(OK\); "
+               r"then sent 1000 \(OK\)"),
+)
+
+
+def is_legacy_not_connected(text: Any, agent_id: str) -> bool:
+    """Whether ``text`` is one of the legacy "agent not connected" texts for ``agent_id``."""
+    if not isinstance(text, str):
+        return False
+    for pattern in LEGACY_NOT_CONNECTED:
+        match = pattern.fullmatch(text)
+        if match is not None and (not agent_id or match.group("agent") == agent_id):
+            return True
+    return False
+
+
+# A peer's wire ``error_code`` -> the error it names (each class carries its code).
+_ERRORS_BY_CODE = {kind.error_code: kind for kind in PEER_ERRORS}
+
+
+def _raise_for_error(data: dict[str, Any], reply: dict[str, Any], agent_id: str) -> None:
+    """Raise the mapped error if ``data`` says the operation failed."""
+    error = data.get("error")
+    failed = error is True or (isinstance(error, str) and error.strip() != "") or \
+        (error not in (None, False, "") and not isinstance(error, str))
+    if not failed:
+        return
+    code = data.get("error_code") or reply.get("error_code")
+    if not isinstance(code, str):  # a list or object here must not become a 500
+        code = None
+    detail = data.get("message") if error is True else error
+    log.warning("peer reported an error", extra={
+        "event": "peer_error", "agent_id": agent_id, "error_code": str(code)[:64],
+        "peer_message": str(detail)[:200]})
+    kind = _ERRORS_BY_CODE.get(code) if code else None
+    if kind is AgentNotConnected or (code is None and is_legacy_not_connected(detail, agent_id)):
+        raise AgentNotConnected(agent_id)
+    if kind is not None:
+        raise kind()
+    raise RemoteError("the agent reported an error")
+
+
+def _namespaces_of(reply: dict[str, Any], agent_id: str) -> list[Namespace]:
+    """The namespaces in a get-namespaces reply, or the mapped error."""
+    _raise_for_error(reply, reply, agent_id)
+    result = _result_object(reply.get("result"))
+    _raise_for_error(result, reply, agent_id)
+    return _namespaces(result.get("namespaces"))
+
+
+def _result_object(result: Any) -> dict[str, Any]:
+    if isinstance(result, str):
+        try:
+            result = loads_strict(result)
+        except ValueError:
+            raise RemoteError("result is not valid JSON") from None
+    if not isinstance(result, dict):
+        raise RemoteError("reply has no result object")
+    return result
+
+
+def _namespaces(items: Any) -> list[Namespace]:
+    if not isinstance(items, list):
+        raise RemoteError("result has no namespaces list")
+    namespaces = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) \
+                or not item["name"]:
+            raise RemoteError("namespaces list holds an invalid entry")
+        labels, annotations = item.get("labels") or {}, item.get("annotations") or {}
+        status = item.get("status")
+        created = item.get("createdAt", item.get("created_at"))
+        if not isinstance(labels, dict) or not isinstance(annotations, dict):
+            raise RemoteError("namespace labels or annotations are not objects")
+        namespaces.append(Namespace(
+            name=item["name"],
+            status=status if isinstance(status, str) and status else "Unknown",
+            created_at=created if isinstance(created, str) else None,
+            labels=labels, annotations=annotations))
+    return namespaces

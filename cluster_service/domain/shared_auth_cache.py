@@ -1,0 +1,206 @@
+"""The fleet-wide auth cache in Redis (optional: ``AUTH_CACHE_URI``).
+
+A per-worker cache costs one auth RPC per key per worker per TTL: 400 workers,
+400 RPCs. With this cache in Redis behind each worker's own, a key validated by
+one worker is known to all of them, so a key costs about one RPC per TTL for
+the whole fleet.
+
+* Entries live under ``cluster_service:auth:key:<HMAC-SHA256(AUTH_CACHE_SECRET, key)>``:
+  never the key, never its plain SHA-256 (which anyone holding a candidate key
+  could compute and look up). A validated key's entry holds the user and the
+  time the User Service was asked, for ``AUTH_CACHE_TTL``; a rejection holds
+  only that, for ``AUTH_NEGATIVE_CACHE_TTL``.
+* Each user's entry names are kept in the set ``cluster_service:auth:user:<id>``
+  so that a ``user_revoked`` event can delete exactly them.
+* Every call has short timeouts (0.25 s) and no retries. When Redis fails, the
+  worker logs it once, goes on with its own cache and the RPC, and tries Redis
+  again every 2 s until it answers (logged once more). A failure is a miss,
+  never an error for the caller.
+* Purges (``drop_user``, ``flush``) run on a thread of their own, because they
+  are triggered from the broker's I/O thread, which must never wait on Redis.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from ..config import Settings
+from ..observability.observer import Observer
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+PREFIX = "cluster_service:auth:"
+TIMEOUT_S = 0.25
+RETRY_EVERY_S = 2.0
+_FLUSH_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One cached answer of the User Service; ``user_data`` is None for a rejection."""
+
+    user_data: dict[str, Any] | None
+    asked_at: float  # wall-clock time (time.time()) the User Service was asked
+
+
+class SharedAuthCache:
+    """Get, put and purge auth verdicts in Redis; see the module docstring."""
+
+    def __init__(self, settings: Settings, observer: Observer | None = None,
+                 client: redis.Redis | None = None) -> None:
+        self._secret = settings.auth_cache_secret.encode()
+        self._ttl = settings.auth_cache_ttl
+        self._negative_ttl = settings.auth_negative_cache_ttl
+        self._observer = observer or Observer()
+        self._client = client or redis.Redis.from_url(
+            settings.auth_cache_uri, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S,
+            retry=Retry(NoBackoff(), 0), retry_on_timeout=False, health_check_interval=0)
+        self._lock = threading.Lock()
+        self._down_until = 0.0
+        self._purger: ThreadPoolExecutor | None = None  # created on first use, after fork
+
+    def entry_name(self, api_key: str) -> str:
+        """The Redis key of ``api_key``'s entry."""
+        digest = hmac.new(self._secret, api_key.encode("utf-8", "surrogatepass"),
+                          hashlib.sha256).hexdigest()
+        return f"{PREFIX}key:{digest}"
+
+    # -- request threads -----------------------------------------------------------
+
+    def get(self, api_key: str) -> Verdict | None:
+        """The cached verdict on ``api_key``, or None (miss, bad entry, Redis unavailable)."""
+        raw = self._run(lambda client: client.get(self.entry_name(api_key)))
+        if raw is _UNAVAILABLE:
+            return None
+        if raw is None:
+            self._observer.auth_cache("miss")
+            return None
+        verdict = _decode(raw)
+        self._observer.auth_cache("hit" if verdict is not None else "error")
+        return verdict
+
+    def put_valid(self, api_key: str, user_data: dict[str, Any], user_id: int,
+                  asked_at: float) -> None:
+        """Remember a validation for ``AUTH_CACHE_TTL`` seconds from ``asked_at``."""
+        ttl_ms = int((asked_at + self._ttl - time.time()) * 1000)
+        if ttl_ms <= 0:
+            return
+        name, members = self.entry_name(api_key), f"{PREFIX}user:{user_id}"
+        value = json.dumps({"user": user_data, "asked_at": asked_at})
+
+        def put(client: redis.Redis) -> None:
+            pipe = client.pipeline(transaction=False)
+            pipe.set(name, value, px=ttl_ms)
+            pipe.sadd(members, name)
+            pipe.pexpire(members, int(self._ttl * 1000) + 1000)
+            pipe.execute()
+        self._run(put)
+
+    def put_rejected(self, api_key: str, asked_at: float) -> None:
+        """Remember a rejection for ``AUTH_NEGATIVE_CACHE_TTL`` seconds."""
+        if self._negative_ttl > 0:
+            value = json.dumps({"user": None, "asked_at": asked_at})
+            self._run(lambda client: client.set(self.entry_name(api_key), value,
+                                                px=int(self._negative_ttl * 1000)))
+
+    # -- purges (any thread; the work runs on the purge thread) --------------------
+
+    def drop_user_later(self, user_id: int) -> None:
+        """Delete every entry of ``user_id``, soon, without blocking the caller."""
+        self._later(lambda: self.drop_user(user_id))
+
+    def flush_later(self) -> None:
+        """Delete every entry, soon, without blocking the caller."""
+        self._later(self.flush)
+
+    def drop_user(self, user_id: int) -> None:
+        members = f"{PREFIX}user:{user_id}"
+
+        def drop(client: redis.Redis) -> None:
+            names = list(client.smembers(members))
+            client.delete(members, *names)
+        self._run(drop)
+
+    def flush(self) -> None:
+        def flush(client: redis.Redis) -> None:
+            batch: list[Any] = []
+            for name in client.scan_iter(match=f"{PREFIX}*", count=_FLUSH_BATCH):
+                batch.append(name)
+                if len(batch) >= _FLUSH_BATCH:
+                    client.delete(*batch)
+                    batch.clear()
+            if batch:
+                client.delete(*batch)
+        self._run(flush)
+
+    def close(self) -> None:
+        """Stop the purge thread (after its queued work) and close the connections."""
+        with self._lock:
+            purger, self._purger = self._purger, None
+        if purger is not None:
+            purger.shutdown(wait=True, cancel_futures=False)
+        self._client.close()
+
+    def _later(self, work: Callable[[], None]) -> None:
+        with self._lock:
+            if self._purger is None:
+                self._purger = ThreadPoolExecutor(1, thread_name_prefix="auth-cache-purge")
+            purger = self._purger
+        purger.submit(work)
+
+    # -- availability --------------------------------------------------------------
+
+    def _run(self, action: Callable[[redis.Redis], T]) -> T | object:
+        """``action(client)``, or _UNAVAILABLE while Redis is failing (logged once)."""
+        if time.monotonic() < self._down_until:
+            return _UNAVAILABLE
+        try:
+            result = action(self._client)
+        except (redis.RedisError, OSError) as error:
+            with self._lock:
+                first = self._down_until == 0.0
+                self._down_until = time.monotonic() + RETRY_EVERY_S
+            self._observer.auth_cache("error")
+            if first:
+                log.warning("shared auth cache unreachable, using this worker's cache and RPCs",
+                            extra={"event": "auth_cache_unavailable",
+                                   "error_type": type(error).__name__})
+            return _UNAVAILABLE
+        if self._down_until:
+            with self._lock:
+                recovered, self._down_until = self._down_until != 0.0, 0.0
+            if recovered:
+                log.info("shared auth cache reachable again",
+                         extra={"event": "auth_cache_recovered"})
+        return result
+
+
+_UNAVAILABLE = object()
+
+
+def _decode(raw: Any) -> Verdict | None:
+    """An entry as stored by put_*, or None when it is not one (never raises)."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, TypeError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    user, asked_at = data.get("user"), data.get("asked_at")
+    if not isinstance(asked_at, (int, float)) or isinstance(asked_at, bool) \
+            or not (user is None or isinstance(user, dict)):
+        return None
+    return Verdict(user_data=user, asked_at=float(asked_at))

@@ -1,0 +1,78 @@
+"""JSON log lines on stdout (or ``LOG_FILE``), each tagged with the request id.
+
+Secrets policy: no code path logs an API key or a message body at INFO or
+above; keys appear only as ``key_fp`` (``security.fingerprint``). Tracebacks
+are not logged by the request path (they can hold local variables' values in
+their text only when rendered with locals, which we never do), but exception
+*types* are.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from pythonjsonlogger.json import JsonFormatter
+
+from ..config import Settings
+from .request_context import current_request_id
+from .timestamps import utc_timestamp
+
+_HANDLER_NAME = "cluster_service"
+
+
+class _RequestIdFilter(logging.Filter):
+    """Adds ``request_id`` and ``pid`` to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = current_request_id()
+        record.pid = os.getpid()
+        return True
+
+
+class _DropLimiterBreaches(logging.Filter):
+    """Drops Flask-Limiter's "ratelimit … (key) exceeded at endpoint" lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("ratelimit ")
+
+
+class _UtcJsonFormatter(JsonFormatter):
+    """JSON lines whose ``time`` is the contract's timestamp: RFC 3339 UTC, milliseconds, ``Z``.
+
+    Whole seconds in local time with an offset (``logging``'s default) cannot
+    order the lines of two workers within a second, nor be joined to the
+    responses' timestamps, which are in this form.
+    """
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return utc_timestamp(record.created)
+
+
+def configure_logging(settings: Settings) -> None:
+    """Install one JSON handler on the root logger (idempotent: replaces ours if present)."""
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if old.get_name() == _HANDLER_NAME:
+            root.removeHandler(old)
+    handler: logging.Handler = (logging.FileHandler(settings.log_file, encoding="utf-8")
+                                if settings.log_file else logging.StreamHandler(sys.stdout))
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(_UtcJsonFormatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(pid)s",
+        rename_fields={"levelname": "level", "asctime": "time", "name": "logger"}))
+    handler.addFilter(_RequestIdFilter())
+    root.addHandler(handler)
+    root.setLevel(settings.log_level)
+    # pika logs every connection step at INFO and its own tracebacks at ERROR;
+    # our transport reports connection changes itself.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # Flask-Limiter logs each breach at INFO with the limiter key, the key's full
+    # SHA-256; our access line already records the 429 with the short fingerprint.
+    # Its other lines (storage down, storage recovered) stay.
+    limiter_log = logging.getLogger("flask-limiter")
+    if not any(isinstance(f, _DropLimiterBreaches) for f in limiter_log.filters):
+        limiter_log.addFilter(_DropLimiterBreaches())
