@@ -9,8 +9,9 @@ Why these choices:
   in flight; each worker can hold all of them, because keep-alive connections
   do not spread evenly over workers. Threads are started on demand and an idle
   one costs ~90 KB of RSS (measured, docs/operations.md), so the ceiling is
-  cheap. A few threads per worker are never given to cluster calls
-  (``Settings.probe_threads``), so /health and /ready always find one.
+  cheap. /health and /ready find a free thread as long as a worker has fewer
+  requests in progress than threads; a hung agent stops taking threads once its
+  circuit breaker opens (``concurrency/breaker.py``).
   ``worker_connections`` stays above ``threads`` so keep-alive stays on.
 * ``timeout`` and ``graceful_timeout`` exceed the longest request we can hold
   (``Settings.worker_timeout`` and ``worker_graceful_timeout``, from

@@ -493,3 +493,21 @@ class TestNoConsumer:
         if count is not None:
             transport.consumers["q"] = count
         assert RpcClient(transport).call("q", {"n": 1}, timeout=2)["echo"] == 1
+
+
+class TestExpiration:
+    """The message TTL is what is left of the call's budget, exact when nothing waited."""
+
+    @pytest.mark.parametrize("timeout, remaining, expected", [
+        (4.0, 3.9995, 4000),   # published a moment after the deadline was set
+        (4.0, 4.0, 4000),
+        (4.0, 2.3, 2300),      # waited 1.7 s in line for a slot
+        (4.0, 2.3001, 2400),   # rounded up, never down
+        (4.0, 0.0004, 100),
+        (0.05, 0.0499, 50),    # never above the timeout
+        (4.0, -1.0, 1),        # never below 1 ms
+    ])
+    def test_rounding(self, timeout: float, remaining: float, expected: int) -> None:
+        from cluster_service.rpc.client import _expiration_ms
+
+        assert _expiration_ms(timeout, remaining) == expected

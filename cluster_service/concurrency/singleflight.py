@@ -36,10 +36,6 @@ class SingleFlight(Generic[V]):
     def __len__(self) -> int:
         return len(self._flights)
 
-    def in_flight(self, key: Hashable) -> bool:
-        """Whether a call for ``key`` is running now (a new caller would follow it)."""
-        return key in self._flights
-
     def do(self, key: Hashable, work: Callable[[], V], timeout: float) -> tuple[V, bool]:
         """Run ``work`` once for all concurrent callers with ``key``.
 

@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from ..concurrency.singleflight import SingleFlight
 from ..concurrency.ttlcache import TtlCache
@@ -69,6 +71,8 @@ class Authenticator:
         self._rejected: TtlCache[bool] = TtlCache(settings.auth_negative_cache_ttl)
         self._flights: SingleFlight[User] = SingleFlight()
         self._guard = guard
+        self._guessing_lock = threading.Lock()
+        self._in_progress: dict[tuple[str | None, str], int] = {}
         # Followers wait as long as the leader may. (The per-worker slot is taken
         # before authentication, outside the flight.)
         self._flight_timeout = settings.auth_flight_timeout
@@ -98,8 +102,36 @@ class Authenticator:
                 self._audit("blocked", "-", None)
                 raise TooManyAuthFailures(retry_after)
             return self._authenticate(api_key, key)
-        if key is not None and self._flights.in_flight(key):
-            return self._follow(api_key, key, client)
+        with self._guessing(client, key) as first:
+            if not first:
+                return self._follow(api_key, key, client)
+            return self._guess(api_key, key, client)
+
+    @contextmanager
+    def _guessing(self, client: str | None, key: str | None) -> Iterator[bool]:
+        """Whether this request is the first in progress with ``key`` from ``client``.
+
+        Claimed under one lock, so of a burst with one key exactly one request counts
+        as the guess (a check of "is a lookup already running" raced with the leader
+        starting it). A malformed key (``None``) is always a guess of its own.
+        """
+        if key is None:
+            yield True
+            return
+        with self._guessing_lock:
+            ahead = self._in_progress.get((client, key), 0)
+            self._in_progress[(client, key)] = ahead + 1
+        try:
+            yield ahead == 0
+        finally:
+            with self._guessing_lock:
+                left = self._in_progress.pop((client, key)) - 1
+                if left:
+                    self._in_progress[(client, key)] = left
+
+    def _guess(self, api_key: ApiKey, key: str | None, client: str | None) -> User:
+        """Count a guess before the RPC, and forgive it unless it fails."""
+        assert self._guard is not None  # nosec B101 - only called with a guard
         # Counted before the RPC, forgiven unless it fails: concurrent guesses cannot
         # all slip past the check while the first rejections are still in flight.
         retry_after = self._guard.admit(client)
@@ -116,8 +148,8 @@ class Authenticator:
             if not failed:
                 self._guard.forgive(client)
 
-    def _follow(self, api_key: ApiKey, key: str, client: str | None) -> User:
-        """Join the lookup of ``key`` already in flight: its verdict, not another guess.
+    def _follow(self, api_key: ApiKey, key: str | None, client: str | None) -> User:
+        """Share the verdict of the same key's request in progress: not another guess.
 
         A burst of requests with one key (a client's first calls, before the cache
         holds it) is one guess; counting each would give a valid key 429s. A shared

@@ -244,7 +244,7 @@ class RpcClient:
             request = OutgoingRequest(
                 queue=queue, body=json.dumps(message).encode(), request_id=request_id,
                 http_request_id=current_request_id(),
-                expiration_ms=max(1, math.ceil((deadline - time.monotonic()) * 1000)))
+                expiration_ms=_expiration_ms(timeout, deadline - time.monotonic()))
             self._transport.publish(request, self._on_publish_failure)
             self._observer.rpc_published(queue)
             return call.wait(deadline - time.monotonic(), timeout)
@@ -330,3 +330,14 @@ class RpcClient:
             calls = list(self._pending.values())
         for call in calls:
             call.fail(error)
+
+
+def _expiration_ms(timeout: float, remaining: float) -> int:
+    """The request message's TTL: what is left of the call's timeout, in ms.
+
+    Rounded up to a tenth of a second, so that a call that did not wait for a slot
+    carries exactly its timeout (the contract's ``expiration``) rather than a value a
+    millisecond or two short of it; never above the timeout, never below 1 ms.
+    """
+    budget = math.ceil(timeout * 1000)
+    return max(1, min(budget, 100 * math.ceil(remaining * 10)))
