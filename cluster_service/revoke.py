@@ -23,7 +23,7 @@ from dotenv import load_dotenv
 
 from .config import ConfigError, Settings, load_settings
 from .domain.auth_events import CACHE_FLUSH, USER_REVOKED, AuthEvent
-from .rpc.pika_transport import APP_ID, connection_parameters
+from .rpc.pika_connection import APP_ID, connection_parameters
 
 
 def publish_event(settings: Settings, event: AuthEvent) -> None:

@@ -25,16 +25,7 @@ name no owner (see ``client.py``).
 Listeners (``listen``) get a server-named exclusive queue each, bound to their
 fanout exchange (declared durable), consumed with auto-ack: the auth events.
 
-Consumer presence: the I/O thread keeps, per request queue, the consumer count
-the broker reports for a passive declare (on a second channel of its own, so
-that a 404 for a deleted queue closes only that channel). The declares made at
-connect fill it for free; afterwards each queue used in the last
-``_KEEP_FRESH_FOR`` seconds is refreshed about once a second, so requests read
-a count at most ~1.5 s old without a round trip of their own, and a peer that
-comes back is used again within a second or two. A request thread that finds
-an entry stale (an idle queue) asks for a refresh and waits for it at most
-``_REFRESH_WAIT``. A queue whose count drops to 0 is logged (``peer_missing``)
-and its return too (``peer_back``), once per change.
+Consumer presence (is anyone consuming a request queue?): ``consumer_presence.py``.
 
 Reconnects use a capped exponential back-off (0.25 s doubling to 2 s): the cap
 is small so a worker is serving again within seconds of the broker's return.
@@ -44,10 +35,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-import socket
 import threading
-import time
 from typing import Any, Callable
 
 import pika
@@ -58,6 +46,9 @@ from pika.spec import Basic, BasicProperties
 from ..config import Settings
 from ..errors import BrokerUnavailable
 from ..observability.observer import Observer
+from .consumer_presence import ConsumerPresence
+from .fanout import call_quietly, declare_listener
+from .pika_connection import APP_ID, close_quietly, connection_parameters
 from .transport import DROPPED, OutgoingRequest, ReplyOutcome, Routing
 from .request_ids import new_token, reply_queue_name
 
@@ -65,29 +56,7 @@ log = logging.getLogger(__name__)
 
 REROUTED_HEADER = "x-rerouted-from"  # broadcast through the fanout exchange
 FORWARDED_HEADER = "x-forwarded-from"  # sent to the owner's queue only
-APP_ID = "cluster_service"
 _MIN_DELAY, _MAX_DELAY = 0.25, 2.0
-_FRESH = 1.5  # seconds a consumer count is believed
-_REFRESH_EVERY = 1.0  # how often the I/O thread refreshes the counts of queues in use
-_KEEP_FRESH_FOR = 30.0  # seconds after its last use a queue is still refreshed
-_REFRESH_WAIT = 0.5  # the longest a request thread waits for a stale count's refresh
-
-
-def connection_parameters(settings: Settings) -> pika.ConnectionParameters:
-    """pika parameters from settings; short socket timeouts so a dead broker is noticed fast."""
-    return pika.ConnectionParameters(
-        host=settings.rabbitmq_host,
-        port=settings.rabbitmq_port,
-        virtual_host=settings.rabbitmq_vhost,
-        credentials=pika.PlainCredentials(settings.rabbitmq_user, settings.rabbitmq_password),
-        heartbeat=settings.rabbitmq_heartbeat,
-        blocked_connection_timeout=30,
-        connection_attempts=1,
-        socket_timeout=5,
-        stack_timeout=10,
-        client_properties={"connection_name": f"cluster_service {socket.gethostname()} "
-                                              f"pid {os.getpid()}"},
-    )
 
 
 class PikaTransport:
@@ -97,7 +66,6 @@ class PikaTransport:
                  peers: dict[str, str] | None = None) -> None:
         self._settings = settings
         self._observer = observer or Observer()
-        self._peers = dict(peers or {})  # request queue -> peer name, for the log lines
         self._listeners: dict[str, Callable[[bytes], None]] = {}
         self._gap_handlers: list[Callable[[], None]] = []
         self._ever_connected = False
@@ -116,13 +84,7 @@ class PikaTransport:
         self._on_reply: Callable[..., Routing] | None = None
         self._cancelled = False
         self._on_change: Callable[..., None] | None = None
-        # Consumer presence (see the module docstring). Written by the I/O thread;
-        # read by request threads (single dict operations, atomic under the GIL).
-        self._consumers: dict[str, tuple[int, float]] = {}
-        self._last_asked: dict[str, float] = {}
-        self._refreshing: dict[str, threading.Event] = {}
-        self._probe_channel: BlockingChannel | None = None
-        self._last_refresh = 0.0
+        self._presence = ConsumerPresence(peers)
 
     @property
     def reply_queue(self) -> str:
@@ -163,30 +125,20 @@ class PikaTransport:
                 raise BrokerUnavailable() from None
 
     def consumer_count(self, queue: str) -> int | None:
-        """The consumer count of ``queue`` at most ``_FRESH`` seconds old, or None if unknown."""
-        now = time.monotonic()
-        self._last_asked[queue] = now
-        entry = self._consumers.get(queue)
-        if entry is not None and now - entry[1] <= _FRESH:
-            return entry[0]
+        """The consumer count of ``queue``, at most a second or two old, or None if unknown."""
+        return self._presence.count(queue, self._hand_over)
+
+    def _hand_over(self, work: Callable[[Any], None]) -> bool:
+        """Run ``work(connection)`` in the I/O thread soon; False when not connected."""
         with self._lock:
             connection = self._connection
             if connection is None:
-                return None
-            event = self._refreshing.get(queue)
-            if event is None:
-                event = self._refreshing[queue] = threading.Event()
-                try:
-                    connection.add_callback_threadsafe(
-                        functools.partial(self._refresh_consumers, (queue,)))
-                except pika.exceptions.ConnectionWrongStateError:
-                    del self._refreshing[queue]
-                    return None
-        event.wait(_REFRESH_WAIT)
-        entry = self._consumers.get(queue)
-        if entry is not None and time.monotonic() - entry[1] <= _FRESH + _REFRESH_WAIT:
-            return entry[0]
-        return None
+                return False
+            try:
+                connection.add_callback_threadsafe(functools.partial(work, connection))
+            except pika.exceptions.ConnectionWrongStateError:
+                return False
+            return True
 
     def close(self, timeout: float) -> None:
         """Stop reconnecting, close the connection cleanly, and wait for the thread."""
@@ -234,7 +186,7 @@ class PikaTransport:
             for queue in self._request_queues + self._result_queues:
                 declared = channel.queue_declare(queue=queue, durable=True)
                 if queue in self._request_queues:
-                    self._record_consumers(queue, declared.method.consumer_count)
+                    self._presence.record(queue, declared.method.consumer_count)
             channel.exchange_declare(self._settings.reply_exchange, exchange_type="fanout",
                                      durable=True)
             token = new_token()
@@ -243,7 +195,7 @@ class PikaTransport:
             channel.queue_bind(reply_queue, self._settings.reply_exchange)
             channel.add_on_return_callback(self._on_returned)
             for exchange, handler in self._listeners.items():
-                self._declare_listener(channel, exchange, handler)
+                declare_listener(channel, exchange, handler)
             # The broker cancels a consumer whose queue is deleted; pika only drops it.
             # We must notice, or replies on that queue would go unread for good.
             self._cancelled = False
@@ -254,7 +206,7 @@ class PikaTransport:
                 channel.basic_consume(queue, functools.partial(self._on_fixed_reply, queue),
                                       auto_ack=False)
         except BaseException:
-            _close_quietly(connection)
+            close_quietly(connection)
             raise
         with self._lock:
             self._connection, self._channel, self._reply_queue = connection, channel, reply_queue
@@ -263,7 +215,7 @@ class PikaTransport:
                                             "reply_queue": reply_queue})
         if self._ever_connected:
             for on_gap in self._gap_handlers:
-                self._call_quietly(on_gap)
+                call_quietly(on_gap)
         self._ever_connected = True
         # Set by start().
         assert self._on_change is not None  # nosec B101
@@ -275,12 +227,7 @@ class PikaTransport:
         assert connection is not None and channel is not None  # nosec B101
         while not self._stopping.is_set():
             connection.process_data_events(time_limit=1)
-            now = time.monotonic()
-            if now - self._last_refresh >= _REFRESH_EVERY:
-                self._last_refresh = now
-                in_use = [queue for queue, asked in list(self._last_asked.items())
-                          if now - asked <= _KEEP_FRESH_FOR]
-                self._refresh_consumers(tuple(in_use))
+            self._presence.refresh_in_use(connection)
             # A channel the broker closed (e.g. a publish to a deleted exchange) or a
             # cancelled consumer leaves the connection up but the worker deaf or mute:
             # treat both as a lost connection, so everything is failed and redeclared.
@@ -293,17 +240,13 @@ class PikaTransport:
         with self._lock:
             connection, self._connection, self._channel = self._connection, None, None
             self._reply_queue = ""
-            self._probe_channel = None
-            self._consumers.clear()  # unknown until the next connection says
-            refreshing, self._refreshing = self._refreshing, {}
-        for event in refreshing.values():
-            event.set()
+        self._presence.reset()  # unknown until the next connection says
         if connection is None:
             if self._on_change is not None:
                 self._on_change(False)
             return
         was_open = connection.is_open
-        _close_quietly(connection)
+        close_quietly(connection)
         if was_open and self._stopping.is_set():
             log.info("broker connection closed", extra={"event": "broker_closed"})
         else:
@@ -335,42 +278,6 @@ class PikaTransport:
                 "event": "reply_unroutable", "queue": source,
                 "error_type": type(error).__name__})
             return DROPPED
-
-    def _refresh_consumers(self, queues: tuple[str, ...]) -> None:
-        """Ask the broker how many consumers each queue has. I/O thread only."""
-        connection = self._connection
-        for queue in queues:
-            count: int | None = None
-            try:
-                if self._probe_channel is None or not self._probe_channel.is_open:
-                    # Only ever called while connected.
-                    assert connection is not None  # nosec B101
-                    self._probe_channel = connection.channel()
-                declared = self._probe_channel.queue_declare(queue=queue, passive=True)
-                count = declared.method.consumer_count
-            except pika.exceptions.ChannelClosedByBroker as error:
-                self._probe_channel = None
-                if error.reply_code == 404:  # the queue is gone: nobody consumes it
-                    count = 0
-            if count is not None:
-                self._record_consumers(queue, count)
-            with self._lock:
-                event = self._refreshing.pop(queue, None)
-            if event is not None:
-                event.set()
-
-    def _record_consumers(self, queue: str, count: int) -> None:
-        previous = self._consumers.get(queue)
-        self._consumers[queue] = (count, time.monotonic())
-        if previous is not None and (previous[0] == 0) == (count == 0):
-            return
-        peer = self._peers.get(queue, "peer")
-        if count == 0:
-            log.warning("%s is not consuming its request queue", peer, extra={
-                "event": "peer_missing", "peer": peer, "queue": queue})
-        elif previous is not None:
-            log.info("%s is consuming its request queue again", peer, extra={
-                "event": "peer_back", "peer": peer, "queue": queue, "consumers": count})
 
     def _on_consumer_cancelled(self, method_frame: Any) -> None:
         """Called by pika when the broker cancels one of our consumers."""
@@ -437,35 +344,3 @@ class PikaTransport:
         self._observer.reply_dropped("owner_gone")
         log.debug("forwarded reply returned, its owner is gone",
                   extra={"queue": method.routing_key, "reply_code": method.reply_code})
-
-    def _declare_listener(self, channel: BlockingChannel, exchange: str,
-                          handler: Callable[[bytes], None]) -> None:
-        channel.exchange_declare(exchange, exchange_type="fanout", durable=True)
-        queue = channel.queue_declare(queue="", exclusive=True, auto_delete=True).method.queue
-        channel.queue_bind(queue, exchange)
-        channel.basic_consume(queue, functools.partial(self._on_event, exchange, handler),
-                              auto_ack=True)
-
-    def _on_event(self, exchange: str, handler: Callable[[bytes], None],
-                  channel: BlockingChannel, method: Basic.Deliver,
-                  properties: BasicProperties, body: bytes) -> None:
-        """Called by pika for each message on a listener's queue; never raises."""
-        self._call_quietly(functools.partial(handler, body), exchange)
-
-    @staticmethod
-    def _call_quietly(work: Callable[[], None], exchange: str = "") -> None:
-        try:
-            work()
-        except Exception as error:
-            log.warning("event could not be handled, dropped", extra={
-                "event": "event_unhandled", "exchange": exchange or None,
-                "error_type": type(error).__name__})
-
-
-def _close_quietly(connection: Any) -> None:
-    try:
-        if connection.is_open:
-            connection.close()
-    except Exception:  # nosec B110
-        # The connection is being abandoned either way.
-        pass

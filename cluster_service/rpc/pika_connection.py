@@ -1,0 +1,40 @@
+"""How this service connects to RabbitMQ: one place for the parameters (the workers'
+I/O threads and ``python -m cluster_service.revoke`` both use them)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+import pika
+
+from ..config import Settings
+
+APP_ID = "cluster_service"
+
+
+def connection_parameters(settings: Settings) -> pika.ConnectionParameters:
+    """pika parameters from settings; short socket timeouts so a dead broker is noticed fast."""
+    return pika.ConnectionParameters(
+        host=settings.rabbitmq_host,
+        port=settings.rabbitmq_port,
+        virtual_host=settings.rabbitmq_vhost,
+        credentials=pika.PlainCredentials(settings.rabbitmq_user, settings.rabbitmq_password),
+        heartbeat=settings.rabbitmq_heartbeat,
+        blocked_connection_timeout=30,
+        connection_attempts=1,
+        socket_timeout=5,
+        stack_timeout=10,
+        client_properties={"connection_name": f"cluster_service {socket.gethostname()} "
+                                              f"pid {os.getpid()}"},
+    )
+
+
+def close_quietly(connection: Any) -> None:
+    try:
+        if connection.is_open:
+            connection.close()
+    except Exception:  # nosec B110
+        # The connection is being abandoned either way.
+        pass
