@@ -35,6 +35,7 @@ class TestParse:
         b'{"event": "user_revoked", "user_id": -1}',
         b'{"event": "user_revoked", "user_id": 7.0}',
         b'{"event": "user_revoked", "user_id": 99999999999999999999}',
+        b'{"event": "cache_flush", "at": NaN}',  # not JSON: one strict parser for every body
         b"[" * 100_000, b"\xff\xfe", b'{"event": "cache_flush", "pad": "' + b"x" * 5000 + b'"}',
     ])
     def test_anything_else_is_not_an_event(self, body: bytes) -> None:

@@ -14,7 +14,8 @@ import pytest
 
 from cluster_service.observability.request_context import request_id_var
 from cluster_service.errors import BrokerUnavailable, RemoteError, RpcTimeout
-from cluster_service.rpc.client import PendingCall, RpcClient
+from cluster_service.rpc.client import RpcClient
+from cluster_service.rpc.pending import PendingCall
 from cluster_service.rpc.transport import OutgoingRequest, ReplyOutcome
 from cluster_service.rpc.request_ids import new_request_id, new_token, owner_token, \
     reply_queue_name
@@ -508,6 +509,6 @@ class TestExpiration:
         (4.0, -1.0, 1),        # never below 1 ms
     ])
     def test_rounding(self, timeout: float, remaining: float, expected: int) -> None:
-        from cluster_service.rpc.client import _expiration_ms
+        from cluster_service.rpc.pending import expiration_ms
 
-        assert _expiration_ms(timeout, remaining) == expected
+        assert expiration_ms(timeout, remaining) == expected

@@ -137,7 +137,10 @@ class TestAcrossWorkers:
         assert store.get("someone-else:key") == b"kept"
 
     @pytest.mark.parametrize("raw", [b"not json", b"[]", b'{"user": 5, "asked_at": 1}',
-                                     b'{"user": {"id": "x"}, "asked_at": 1e18}'])
+                                     b'{"user": {"id": "x"}, "asked_at": 1e18}',
+                                     # NaN compares false with every revocation time
+                                     json.dumps({"user": VALID_USER}).encode()[:-1]
+                                     + b', "asked_at": NaN}'])
     def test_a_bad_entry_is_a_miss(self, server: RedisServer, store: redis.Redis,
                                    raw: bytes) -> None:
         worker = Worker(server)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..observability.observer import Observer
+from ..rpc.bodies import loads_strict
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,8 @@ def parse_event(body: bytes) -> AuthEvent | None:
     if len(body) > MAX_EVENT_BYTES:
         return None
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        data = loads_strict(body)
+    except ValueError:  # UnicodeDecodeError and too deep nesting included
         return None
     if not isinstance(data, dict):
         return None

@@ -38,6 +38,7 @@ from redis.retry import Retry
 
 from ..config import Settings
 from ..observability.observer import Observer
+from ..rpc.bodies import loads_strict
 
 log = logging.getLogger(__name__)
 
@@ -194,8 +195,8 @@ _UNAVAILABLE = object()
 def _decode(raw: Any) -> Verdict | None:
     """An entry as stored by put_*, or None when it is not one (never raises)."""
     try:
-        data = json.loads(raw)
-    except (ValueError, TypeError, RecursionError):
+        data = loads_strict(raw)
+    except (ValueError, TypeError):
         return None
     if not isinstance(data, dict):
         return None

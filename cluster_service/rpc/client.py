@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 import time
 import uuid
@@ -70,49 +69,12 @@ from ..errors import (BrokerUnavailable, NoConsumer, RemoteError, RpcError, RpcT
 from ..observability.observer import Observer
 from ..observability.request_context import current_request_id
 from .bodies import parse_reply, request_id_of
+from .pending import PendingCall, expiration_ms
 from .request_ids import is_legacy_id, new_request_id, owner_token, reply_queue_name
 from .transport import (BROADCAST, DELIVERED, DROPPED, OutgoingRequest, ReplyOutcome, Routing,
                         Transport)
 
 log = logging.getLogger(__name__)
-
-
-class PendingCall:
-    """One request waiting for its reply."""
-
-    __slots__ = ("request_id", "queue", "_event", "_body", "_error")
-
-    def __init__(self, request_id: str, queue: str) -> None:
-        self.request_id = request_id
-        self.queue = queue
-        self._event = threading.Event()
-        self._body: bytes | None = None
-        self._error: RpcError | None = None
-
-    def resolve(self, body: bytes) -> bool:
-        """Called by the I/O thread with the reply body; False if already resolved or failed."""
-        if self._event.is_set():
-            return False
-        self._body = body
-        self._event.set()
-        return True
-
-    def fail(self, error: RpcError) -> None:
-        """Called when the reply can never come (connection lost, publish failed)."""
-        if self._event.is_set():  # a reply (or an earlier failure) already decided it
-            return
-        self._error = error
-        self._event.set()
-
-    def wait(self, seconds: float, timeout: float) -> bytes:
-        """Block until resolved, failed, or ``seconds`` passed (``timeout``: the call's budget)."""
-        if not self._event.wait(seconds):
-            raise RpcTimeout(timeout)
-        if self._error is not None:
-            raise self._error
-        # Set together with the event.
-        assert self._body is not None  # nosec B101
-        return self._body
 
 
 class RpcClient:
@@ -244,7 +206,7 @@ class RpcClient:
             request = OutgoingRequest(
                 queue=queue, body=json.dumps(message).encode(), request_id=request_id,
                 http_request_id=current_request_id(),
-                expiration_ms=_expiration_ms(timeout, deadline - time.monotonic()))
+                expiration_ms=expiration_ms(timeout, deadline - time.monotonic()))
             self._transport.publish(request, self._on_publish_failure)
             self._observer.rpc_published(queue)
             return call.wait(deadline - time.monotonic(), timeout)
@@ -330,14 +292,3 @@ class RpcClient:
             calls = list(self._pending.values())
         for call in calls:
             call.fail(error)
-
-
-def _expiration_ms(timeout: float, remaining: float) -> int:
-    """The request message's TTL: what is left of the call's timeout, in ms.
-
-    Rounded up to a tenth of a second, so that a call that did not wait for a slot
-    carries exactly its timeout (the contract's ``expiration``) rather than a value a
-    millisecond or two short of it; never above the timeout, never below 1 ms.
-    """
-    budget = math.ceil(timeout * 1000)
-    return max(1, min(budget, 100 * math.ceil(remaining * 10)))

@@ -1,4 +1,5 @@
-"""How this service connects to RabbitMQ: one place for the parameters (the workers'
+"""How this service connects to RabbitMQ and labels what it publishes: one place for the
+parameters (the workers
 I/O threads and ``python -m cluster_service.revoke`` both use them)."""
 
 from __future__ import annotations
@@ -8,8 +9,10 @@ import socket
 from typing import Any
 
 import pika
+from pika.spec import BasicProperties
 
 from ..config import Settings
+from .transport import OutgoingRequest
 
 APP_ID = "cluster_service"
 
@@ -28,6 +31,19 @@ def connection_parameters(settings: Settings) -> pika.ConnectionParameters:
         stack_timeout=10,
         client_properties={"connection_name": f"cluster_service {socket.gethostname()} "
                                               f"pid {os.getpid()}"},
+    )
+
+
+def request_properties(request: OutgoingRequest, reply_queue: str) -> BasicProperties:
+    """The properties of one request message (the contract's AMQP section)."""
+    return BasicProperties(
+        content_type="application/json",
+        correlation_id=request.request_id,
+        reply_to=reply_queue,
+        expiration=str(request.expiration_ms),
+        delivery_mode=pika.DeliveryMode.Transient,  # API keys never reach the broker's disk
+        app_id=APP_ID,
+        headers={"x-request-id": request.http_request_id},
     )
 
 

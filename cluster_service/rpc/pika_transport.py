@@ -17,8 +17,8 @@ nothing behind, and after a reconnect nothing is owed to the old queue because
 every call pending at the disconnect has already been failed. The reply queue
 is named after the connection's owner token (``request_ids.py``), so a reply
 found on a fixed results queue that belongs to another worker is forwarded to
-exactly its owner's queue through the default exchange (``mandatory``: a
-forward to a queue that is gone comes back and is counted as ``owner_gone``).
+exactly its owner's queue (``relay.py``; a forward to a queue that is gone comes
+back and is counted as ``owner_gone``).
 The reply queue is also bound to a fanout exchange, the fallback for ids that
 name no owner (see ``client.py``).
 
@@ -48,14 +48,13 @@ from ..errors import BrokerUnavailable
 from ..observability.observer import Observer
 from .consumer_presence import ConsumerPresence
 from .fanout import call_quietly, declare_listener
-from .pika_connection import APP_ID, close_quietly, connection_parameters
-from .transport import DROPPED, OutgoingRequest, ReplyOutcome, Routing
+from .pika_connection import close_quietly, connection_parameters, request_properties
+from .relay import on_returned, relay, relayed_from
+from .transport import DROPPED, OutgoingRequest, Routing
 from .request_ids import new_token, reply_queue_name
 
 log = logging.getLogger(__name__)
 
-REROUTED_HEADER = "x-rerouted-from"  # broadcast through the fanout exchange
-FORWARDED_HEADER = "x-forwarded-from"  # sent to the owner's queue only
 _MIN_DELAY, _MAX_DELAY = 0.25, 2.0
 
 
@@ -193,7 +192,7 @@ class PikaTransport:
             reply_queue = reply_queue_name(token)
             channel.queue_declare(queue=reply_queue, exclusive=True, auto_delete=True)
             channel.queue_bind(reply_queue, self._settings.reply_exchange)
-            channel.add_on_return_callback(self._on_returned)
+            channel.add_on_return_callback(functools.partial(on_returned, self._observer))
             for exchange, handler in self._listeners.items():
                 declare_listener(channel, exchange, handler)
             # The broker cancels a consumer whose queue is deleted; pika only drops it.
@@ -289,15 +288,7 @@ class PikaTransport:
         if channel is None or not channel.is_open:
             on_failure(request.request_id)
             return
-        properties = BasicProperties(
-            content_type="application/json",
-            correlation_id=request.request_id,
-            reply_to=self._reply_queue,
-            expiration=str(request.expiration_ms),
-            delivery_mode=pika.DeliveryMode.Transient,  # API keys never reach the broker's disk
-            app_id=APP_ID,
-            headers={"x-request-id": request.http_request_id},
-        )
+        properties = request_properties(request, self._reply_queue)
         try:
             channel.basic_publish(exchange="", routing_key=request.queue, body=request.body,
                                   properties=properties)
@@ -308,39 +299,14 @@ class PikaTransport:
     def _on_own_reply(self, channel: BlockingChannel, method: Basic.Deliver,
                       properties: BasicProperties, body: bytes) -> None:
         """Called by pika for each message on this worker's reply queue (auto-acked)."""
-        headers = properties.headers or {}
-        relayed_from = headers.get(FORWARDED_HEADER, headers.get(REROUTED_HEADER))
-        source = str(relayed_from) if relayed_from is not None else self._reply_queue
-        self._route(source, body, properties.correlation_id, relayed_from is not None)
+        source = relayed_from(properties)
+        self._route(source or self._reply_queue, body, properties.correlation_id,
+                    source is not None)
 
     def _on_fixed_reply(self, queue: str, channel: BlockingChannel, method: Basic.Deliver,
                         properties: BasicProperties, body: bytes) -> None:
         """Called by pika for each message on a shared results queue; sends others' replies on."""
         routing = self._route(queue, body, properties.correlation_id, False)
-        if routing.outcome is ReplyOutcome.FORWARD:
-            self._relay(channel, "", routing.forward_to, FORWARDED_HEADER, queue, properties,
-                        body)
-        elif routing.outcome is ReplyOutcome.BROADCAST:
-            self._relay(channel, self._settings.reply_exchange, "", REROUTED_HEADER, queue,
-                        properties, body)
+        relay(channel, routing, queue, properties, body,
+              reply_exchange=self._settings.reply_exchange, ttl_ms=self._reroute_ttl_ms)
         channel.basic_ack(method.delivery_tag)
-
-    def _relay(self, channel: BlockingChannel, exchange: str, routing_key: str, header: str,
-               queue: str, properties: BasicProperties, body: bytes) -> None:
-        """Publish another worker's reply, marked so that nobody relays it again."""
-        channel.basic_publish(
-            exchange=exchange, routing_key=routing_key, body=body, mandatory=bool(routing_key),
-            properties=BasicProperties(
-                content_type=properties.content_type,
-                correlation_id=properties.correlation_id,
-                delivery_mode=pika.DeliveryMode.Transient,
-                expiration=self._reroute_ttl_ms,
-                app_id=APP_ID,
-                headers={header: queue}))
-
-    def _on_returned(self, channel: BlockingChannel, method: Basic.Return,
-                     properties: BasicProperties, body: bytes) -> None:
-        """Called by pika when the broker returns a forward: its owner's queue is gone."""
-        self._observer.reply_dropped("owner_gone")
-        log.debug("forwarded reply returned, its owner is gone",
-                  extra={"queue": method.routing_key, "reply_code": method.reply_code})
