@@ -1,4 +1,9 @@
-"""``python -m bench``: run the configurations of issue 7 and print the comparison.
+"""``python -m bench``: run the hot-path configurations and print the comparison.
+
+Every configuration runs alone under gunicorn, 1 worker x 16 threads by default
+(so that no comparison depends on how connections land on workers), then
+``health`` and ``hello`` run again with 2 workers, with fresh connections in
+each window, sampling how the connections spread over the workers.
 
 Exit status: 0 when every configuration ran without errors (the ratio targets
 are reported, never enforced, unless ``--strict``), 1 when a configuration
@@ -8,6 +13,7 @@ failed to start or a request failed, 2 when ``--strict`` and a target missed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import signal
@@ -25,6 +31,8 @@ from bench.load import choose_generator
 from bench.runner import ROOT, ConfigRun, Options
 
 RESULTS = ROOT / "bench" / "results"
+# The spread runs: label -> configuration, run with --spread-workers workers.
+SPREAD_RUNS = {"health-2w": "health", "hello-2w": "hello"}
 SMOKE_BUDGET_S = 90.0
 
 
@@ -41,17 +49,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "(bench/scale_out.py)")
     parser.add_argument("--only", default="",
                         help="comma-separated configurations (default: all): "
-                             + ",".join(c.name for c in CONFIGS))
+                             + ",".join([c.name for c in CONFIGS] + list(SPREAD_RUNS)))
     parser.add_argument("--duration", type=float, help="seconds per measured run "
                         "(default 10, smoke 3)")
     parser.add_argument("--warmup", type=float, help="seconds of unmeasured warm-up "
                         "(default 2, smoke 1)")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="measured windows per configuration; the best is reported "
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="measured windows per configuration; the median is reported "
                              "(see runner.ConfigRun._record)")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (all configs)")
-    parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="gunicorn workers of every configuration but the spread runs")
+    parser.add_argument("--threads", type=int, default=16, help="gunicorn threads per worker")
+    parser.add_argument("--spread-workers", type=int, default=2,
+                        help="workers of the spread runs (health-2w, hello-2w)")
+    parser.add_argument("--spread-rounds", type=int, default=4,
+                        help="windows of the spread runs, each with fresh connections")
     parser.add_argument("--agents", type=int, default=1000,
                         help="agents the spread configurations cycle through")
     parser.add_argument("--requests-for-rss", type=int, dest="rss_requests",
@@ -71,7 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="exit 2 when a ratio target is missed (full runs)")
     scale_out.add_arguments(parser)
     args = parser.parse_args(argv)
-    unknown = [n for n in args.only.split(",") if n and n not in BY_NAME]
+    unknown = [n for n in args.only.split(",") if n and n not in BY_NAME and n not in SPREAD_RUNS]
     if unknown:
         parser.error(f"unknown configuration(s): {', '.join(unknown)}")
     return args
@@ -97,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers, threads=args.threads, connections=args.connections,
         duration=args.duration or (3.0 if args.smoke else 10.0),
         warmup=args.warmup or (1.0 if args.smoke else 2.0), agents=args.agents,
-        repeat=max(1, args.repeat),
+        repeat=1 if args.smoke and args.repeat == 3 else max(1, args.repeat),
         rss_requests=(args.rss_requests if args.rss_requests is not None
                       else (0 if args.smoke else report.RSS_REQUESTS)),
         start_timeout=args.start_timeout, peer_reply_style=args.peer_reply_style,
@@ -112,19 +125,28 @@ def main(argv: list[str] | None = None) -> int:
     print(f"mode: {'smoke' if args.smoke else 'full'}; generator: {generator.description}; "
           f"gunicorn gthread {options.workers} workers x {options.threads} threads; "
           f"{options.connections} connections; {options.repeat} x {options.duration:g} s per "
-          f"configuration (+{options.warmup:g} s warm-up); "
+          f"configuration (+{options.warmup:g} s warm-up); spread runs "
+          f"{args.spread_workers} workers; "
           f"broker {broker.host}:{broker.port}", flush=True)
     results: list[dict[str, Any]] = []
+    runs = [(config, options, config.name, False) for config in selected]
+    spread_options = dataclasses.replace(options, workers=args.spread_workers,
+                                         repeat=2 if args.smoke and args.spread_rounds == 4
+                                         else max(1, args.spread_rounds), rss_requests=0)
+    runs += [(BY_NAME[name], spread_options, label, True) for label, name in SPREAD_RUNS.items()
+             if not args.only or label in args.only.split(",")]
     try:
-        for config in selected:
-            _log(f"[{time.monotonic() - started:5.1f}s] {config.name}: {config.description}")
-            run = ConfigRun(config, options, generator, broker, names, _log)
+        for config, run_options, label, sample in runs:
+            _log(f"[{time.monotonic() - started:5.1f}s] {label}: {config.description} "
+                 f"({run_options.workers} x {run_options.threads})")
+            run = ConfigRun(config, run_options, generator, broker, names, _log, label=label,
+                            sample_spread=sample)
             result = run.execute()
             results.append(result)
             if "error" in result:
-                _log(f"  {config.name} FAILED: {result['error']}")
+                _log(f"  {label} FAILED: {result['error']}")
             else:
-                _log(f"  {config.name}: {result['rps']:.0f} req/s, {result['errors']} errors")
+                _log(f"  {label}: {result['rps']:.0f} req/s, {result['errors']} errors")
     finally:
         delete_all(broker, names.queues(), names.exchanges())
     return _finish(args, options, generator.description, results, json_path,

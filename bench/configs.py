@@ -34,6 +34,10 @@ CONFIGS: tuple[BenchConfig, ...] = (
                 "bench.apps.hello:app", BENCH_CONF, "/", "/"),
     BenchConfig("bare-rpc", "bare Flask app, one pika RPC per request (connection per thread)",
                 "bench.apps.bare_rpc:app", BENCH_CONF, "/", "/", peers="responder"),
+    BenchConfig("bare-namespaces", "bare Flask app, one namespaces RPC per request to the "
+                "stand-in peers, the service's response body (the like-for-like anchor)",
+                "bench.apps.bare_rpc:app", BENCH_CONF, f"/namespaces?agent_id={AGENT_PREFIX}",
+                "/namespaces?agent_id=demo-agent-1", peers="devpeers", spread=True),
     BenchConfig("health", "service GET /health",
                 "wsgi:app", SERVICE_CONF, f"{API}/health", f"{API}/ready", service=True),
     BenchConfig("namespaces", "service GET /namespaces, warm auth cache, spread over agents",

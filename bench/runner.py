@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from bench import procs
+from bench import procs, spread
 from bench.broker import BrokerEnv, RunNames, declare_queue
 from bench.configs import API, API_KEY, BenchConfig
 from bench.load import Generator, LoadResult, LoadSpec
@@ -74,14 +74,19 @@ class ConfigRun:
     """One configuration's run; ``execute`` returns its result as a plain dict."""
 
     def __init__(self, config: BenchConfig, options: Options, generator: Generator,
-                 broker: BrokerEnv, names: RunNames, log: Callable[[str], None]) -> None:
+                 broker: BrokerEnv, names: RunNames, log: Callable[[str], None],
+                 label: str = "", sample_spread: bool = False) -> None:
         self.config = config
         self.options = options
         self.generator = generator
         self.broker = broker
         self.names = names
         self.log = log
-        self.result: dict[str, Any] = {"name": config.name, "description": config.description}
+        self.result: dict[str, Any] = {"name": label or config.name,
+                                       "description": config.description,
+                                       "workers": options.workers, "threads": options.threads}
+        self.sample_spread = sample_spread
+        self.server_pid = 0
         self.port = 0
         self.requests_served = 0
 
@@ -112,6 +117,7 @@ class ConfigRun:
         self.port = procs.free_port()
         server = group.start(f"{config.name}-gunicorn", self._gunicorn_argv(),
                              self._env(metrics_dir), cwd=ROOT)
+        self.server_pid = server.pid
         procs.wait_http_ok(server, self._url(config.ready_path), deadline,
                            successes=3 if config.service else 1, also=peers)
         if config.probe_path:
@@ -202,13 +208,20 @@ class ConfigRun:
     def _measure(self) -> dict[str, Any]:
         """One measured window, with the RPCs the service published during it."""
         before = self._settled_rpcs()
-        measured = self._load(self.options.duration)
+        if self.sample_spread:
+            with spread.Sampler(self.server_pid, self.port, self.options.connections) as sampler:
+                measured = self._load(self.options.duration)
+        else:
+            measured = self._load(self.options.duration)
         after = self._settled_rpcs()
         run: dict[str, Any] = {
             "rps": round(measured.rps, 1), "p50_ms": round(measured.p50_ms, 2),
             "p99_ms": round(measured.p99_ms, 2), "requests": measured.requests,
             "errors": measured.errors, "error_detail": measured.error_detail,
             "seconds": round(measured.seconds, 2)}
+        if self.sample_spread:
+            run.update(worst_share=round(sampler.worst_share, 3),
+                       worst_counts=sampler.worst_counts, spread_samples=sampler.samples)
         if not self.config.service:
             return run
         if before is None or after is None:
@@ -227,18 +240,22 @@ class ConfigRun:
         return run
 
     def _record(self, runs: list[dict[str, Any]]) -> None:
-        """Report the best window (by req/s); keep every window in ``runs``.
+        """Report the median window (by req/s); keep every window in ``runs``.
 
-        Why the best and not the median: wrk opens its 32 keep-alive connections
-        at once and gunicorn's workers race to accept them. Watched with ``ss``,
-        one worker often ends up with 25-32 of them, and that window runs on
-        about one core at half the rate (hello: 3485, 1599, 3332, 3643, 2881,
-        1397 req/s in one run). Such a window measures the accept race, not the
-        app; the best of several is the one whose connections were spread.
+        Each window is a fresh wrk run, so fresh connections: with several workers,
+        how they land on the workers is part of what a window measures (and
+        ``worst_share`` says how they landed).
         """
-        best = max(runs, key=lambda r: float(r["rps"]))
-        self.result.update(best)
+        ordered = sorted(runs, key=lambda r: float(r["rps"]))
+        median = ordered[(len(ordered) - 1) // 2]
+        if len(ordered) % 2 == 0:  # an even count: the mean of the middle two req/s
+            upper = ordered[len(ordered) // 2]
+            median = dict(median, rps=round((float(median["rps"]) + float(upper["rps"])) / 2, 1))
+        self.result.update(median)
         self.result["errors"] = sum(int(r["errors"]) for r in runs)
+        if self.sample_spread:
+            self.result["worst_share"] = max(float(r["worst_share"]) for r in runs)
+            self.result["spread_samples"] = min(int(r["spread_samples"]) for r in runs)
         if len(runs) > 1:
             self.result["runs"] = runs
 

@@ -27,6 +27,7 @@ QUEUE = os.environ.get("BENCH_RPC_QUEUE", "bench-echo")
 TIMEOUT = float(os.environ.get("BENCH_RPC_TIMEOUT", "5"))
 
 app = Flask(__name__)
+app.json.sort_keys = False  # type: ignore[attr-defined]  # the service's key order
 _local = threading.local()
 
 
@@ -80,12 +81,25 @@ def _rpc() -> ThreadRpc:
     return rpc
 
 
+def _timestamp() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+def _namespace(item: dict[str, Any]) -> dict[str, Any]:
+    return {"name": item["name"], "status": item.get("status") or "Unknown",
+            "created_at": item.get("createdAt", item.get("created_at")),
+            "labels": item.get("labels") or {}, "annotations": item.get("annotations") or {}}
+
+
 @app.get("/namespaces")
 def namespaces() -> tuple[Response, int]:
-    """One get-namespaces round trip to the stand-in peers, their namespaces returned as is.
+    """One get-namespaces round trip to the stand-in peers; the service's response body.
 
-    The slow-agents anchor: the same peers and request as the service, none of its
-    layers (no auth, limiter, admission, breaker, schema, access line or metrics).
+    The like-for-like anchor (``bare-namespaces``, and the slow-agents anchor): the
+    same peers, request and reply as the service, and the same JSON out (shape and
+    fields), written as plainly as a user would; none of the service's layers (no
+    auth, limiter, admission, breaker, single flight, schema, access line or metrics).
     """
     agent_id = request.args.get("agent_id", "")
     cluster_id = request.args.get("cluster_id", type=int)
@@ -105,9 +119,11 @@ def namespaces() -> tuple[Response, int]:
         result = json.loads(result)
     if reply.get("error") or not isinstance(result, dict):
         return jsonify(success=False, error="agent_error"), 502
-    items = result.get("namespaces", [])
-    return jsonify(success=True, agent_id=agent_id, cluster_id=cluster_id,
-                   namespaces=items, total_count=len(items)), 200
+    items = [_namespace(item) for item in result.get("namespaces", [])]
+    return jsonify(success=True, agent_id=agent_id, cluster_id=cluster_id, namespaces=items,
+                   total_count=len(items),
+                   message="Successfully retrieved namespaces from cluster",
+                   timestamp=_timestamp()), 200
 
 
 @app.get("/")
