@@ -168,9 +168,12 @@ class ConfigRun:
         return []
 
     def _gunicorn_argv(self) -> list[str]:
+        """Workers, threads and the address from the run; everything else, the worker class
+        included, from the configuration's own gunicorn config file (the service's
+        ``gunicorn.conf.py`` runs its gthread subclass, the bare apps stock gthread)."""
         opts = self.options
         return [sys.executable, "-m", "gunicorn", "-c", str(ROOT / self.config.gunicorn_conf),
-                "--worker-class", "gthread", "--workers", str(opts.workers),
+                "--workers", str(opts.workers),
                 "--threads", str(opts.threads), "--bind", f"127.0.0.1:{self.port}",
                 self.config.app]
 
@@ -181,6 +184,8 @@ class ConfigRun:
                "WEB_CONCURRENCY": str(opts.workers), "GUNICORN_THREADS": str(opts.threads)}
         if self.config.peers == "responder":
             env["BENCH_RPC_QUEUE"] = self.names.echo_queue
+        elif self.config.peers == "devpeers" and not self.config.service:
+            env["BENCH_RPC_QUEUE"] = self.names.service_env()["NAMESPACE_REQUEST_QUEUE"]
         if self.config.service:
             env.update(self.names.service_env())
             # The full request path, as in production: INFO access lines (to the

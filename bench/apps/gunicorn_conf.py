@@ -1,8 +1,9 @@
 """Minimal gunicorn config for the reference apps, mirroring the service's.
 
-The harness also passes ``--workers``, ``--threads``, ``--worker-class`` and
-``--bind`` on the command line, for these apps and for the service alike, so
-every configuration runs with the same settings. ``keepalive`` matches the
+The harness also passes ``--workers``, ``--threads`` and ``--bind`` on the
+command line, for these apps and for the service alike, so every configuration
+runs with the same worker and thread counts; the worker class comes from each
+config file (stock gthread here, the service's gthread subclass there). ``keepalive`` matches the
 service's ``gunicorn.conf.py``; the control socket is off as there, so that
 several instances on one host do not collide.
 """
