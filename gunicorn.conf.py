@@ -53,12 +53,13 @@ workers = _settings.web_concurrency
 threads = _settings.gunicorn_threads
 # Open connections per worker; those above ``threads`` are idle keep-alive ones.
 worker_connections = max(1000, 2 * threads)
-# Each worker listens on its own SO_REUSEPORT socket, so the kernel spreads new
-# connections over the workers. With one shared socket, whichever worker wakes
-# first accepts: under load most keep-alive connections ended up on one worker,
-# whose GIL then set the pace (slow-agents bench at 0.2 s, 64 clients: 0.82-0.94 of
-# the ideal with one socket, 0.93-0.96 with one per worker; docs/performance.md).
-reuse_port = True
+# One listening socket shared by the workers, and the worker class keeps the
+# connections evenly spread over them (cluster_service/server/spread.py): with
+# stock gthread whichever worker wakes first accepts, and most keep-alive
+# connections of a burst ended up on one worker, whose GIL then set the pace;
+# SO_REUSEPORT (one socket per worker) spreads by a hash, even only on average
+# (docs/performance.md, "Connections per worker").
+reuse_port = False
 timeout = _settings.worker_timeout
 graceful_timeout = _settings.worker_graceful_timeout
 keepalive = 5
@@ -127,7 +128,11 @@ def worker_exit(server: Any, worker: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    """Tell prometheus_client a worker is gone, so its live gauges stop counting."""
+    """Free the worker's row in the spread table; tell prometheus_client it is gone, so
+    its live gauges stop counting."""
+    release = getattr(worker, "release_spread_row", None)
+    if release is not None:
+        release()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Iterable
 
 from bench import procs
 
@@ -34,11 +35,11 @@ def _established_inodes(port: int) -> set[str]:
     return inodes
 
 
-def connections_per_worker(master_pid: int, port: int) -> dict[int, int]:
-    """Established connections on ``port`` held by each worker of ``master_pid``."""
+def connections_per_worker(worker_pids: Iterable[int], port: int) -> dict[int, int]:
+    """Established connections on ``port`` held by each of ``worker_pids`` (from /proc)."""
     inodes = _established_inodes(port)
     counts = {}
-    for pid in procs.worker_pids(master_pid):
+    for pid in worker_pids:
         held = 0
         try:
             for fd in Path(f"/proc/{pid}/fd").iterdir():
@@ -75,8 +76,8 @@ class Sampler:
 
     def _run(self) -> None:
         while not self._stop.wait(SAMPLE_EVERY_S):
-            counts = sorted(connections_per_worker(self.master_pid, self.port).values(),
-                            reverse=True)
+            pids = procs.worker_pids(self.master_pid)
+            counts = sorted(connections_per_worker(pids, self.port).values(), reverse=True)
             total = sum(counts)
             # Only windows where the load's connections are all open: while wrk
             # connects or closes, a share of a few connections means nothing.

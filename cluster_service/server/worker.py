@@ -16,6 +16,10 @@ being accepted (or, on a kept-alive connection, of its next request's first
 byte) is closed. Idle half-requests then cost a file descriptor and a few KB
 each, never a thread, and die within the timeout.
 
+It also keeps connections evenly spread over the workers (``spread.py``): a worker
+holding more connections than the least loaded of its siblings stops accepting
+until they catch up.
+
 Limits: request bodies and response writes still happen in the pool thread
 on a blocking socket (gunicorn bounds the body drain after a response at 5 s;
 our endpoints read no body). The number of open connections per worker is
@@ -34,10 +38,23 @@ from gunicorn import http, sock
 from gunicorn.workers.gthread import ThreadWorker
 
 from ..config import load_settings
+from .spread import SpreadTable
 
 _READ_SIZE = 65536
 _END_OF_HEADERS = (b"\r\n\r\n", b"\n\n")
 _UNLIMITED_HEADER_BYTES = 1024 * 1024
+# How soon a worker that stopped accepting for the spread looks again when nothing else
+# wakes its loop (the stock loop waits up to 1 s).
+SPREAD_RECHECK_S = 0.05
+_spread_table: SpreadTable | None = None
+
+
+def spread_table() -> SpreadTable:
+    """The master's table, created before the first fork so that every worker shares it."""
+    global _spread_table
+    if _spread_table is None:
+        _spread_table = SpreadTable()
+    return _spread_table
 
 
 class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
@@ -50,6 +67,45 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
         self.max_header_bytes = _max_header_bytes(self.cfg)
         # Connections still reading headers, in deadline order (all share one timeout).
         self.reading: dict[Any, _HeaderRead] = {}
+        # The master builds the worker object before it forks: reserve its row there.
+        self.spread = spread_table()
+        self.spread_row = self.spread.reserve()
+
+    def release_spread_row(self) -> None:
+        """Free this worker's row in the spread table (its process is gone or going)."""
+        self.spread.release(self.spread_row)
+
+    # -- the spread of connections (main thread) -------------------------------
+
+    def _least_loaded(self) -> bool:
+        if self.spread_row is None:
+            return True
+        self.spread.report(self.spread_row, self.nr_conns)
+        return self.spread.may_accept(self.spread_row, self.nr_conns)
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        """Accept only while under ``worker_connections`` and the least loaded worker."""
+        if enabled and self.alive and not self._least_loaded():
+            enabled = False
+        super().set_accept_enabled(enabled)
+
+    def accept(self, listener: Any) -> None:
+        super().accept(listener)
+        if self._accepting and not self._least_loaded():
+            super().set_accept_enabled(False)
+
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
+        if self.spread_row is not None:
+            self.spread.report(self.spread_row, self.nr_conns)  # also the heartbeat
+            if self.alive and not self._accepting and self.nr_conns < self.worker_connections:
+                timeout = min(timeout, SPREAD_RECHECK_S)  # look again soon
+        super().wait_for_and_dispatch_events(timeout)
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            self.release_spread_row()
 
     # -- gthread hooks -------------------------------------------------------
 

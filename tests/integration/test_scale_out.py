@@ -25,6 +25,8 @@ import requests
 from ..support.peers import start_peers, wrong_namespaces
 from ..support.prometheus import metric
 from ..support.redis_server import REDIS_SERVER, RedisServer
+from bench.spread import connections_per_worker
+
 from ..support.service import REPO, ServiceProcess, queue_env, wait_for
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.gunicorn]
@@ -151,25 +153,8 @@ class TestTargetedForwarding:
 
 
 def busiest_worker(service: ServiceProcess, minimum: int) -> int | None:
-    """The pid of a worker holding at least ``minimum`` client connections, if any.
-
-    Read from /proc: the established TCP sockets whose local port is the service's,
-    and which worker has each socket's inode among its file descriptors.
-    """
-    established = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == service.port:
-                established.add(fields[9])
-    held: dict[int, int] = {}
-    for pid in service.worker_pids():
-        try:
-            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
-        except OSError:
-            continue
-        held[pid] = sum(1 for link in links if link.startswith("socket:[")
-                        and link[8:-1] in established)
+    """The pid of a worker holding at least ``minimum`` client connections, if any."""
+    held = connections_per_worker(service.worker_pids(), service.port)
     best = max(held, key=held.__getitem__, default=None)
     return best if best is not None and held[best] >= minimum else None
 
