@@ -220,3 +220,40 @@ class TestKeyNeverRaw:
         assert any(hashlib.sha256(API_KEY.encode()).hexdigest() in key for key in keys), keys
         # the rejected key is not stored at all, not even hashed
         assert not any(hashlib.sha256(secret.encode()).hexdigest() in key for key in keys), keys
+
+
+class TestHooksOnlyWhereLimited:
+    """Flask-Limiter's request hooks run for the limited blueprints only; its own
+    before-request check not at all (the trampoline checks, after auth)."""
+
+    @staticmethod
+    def limiter_hooks(app: Flask, hooks: dict) -> dict:
+        limiter = app.extensions[EXTENSION]
+
+        def owned(hook: object) -> bool:
+            bound = getattr(hook, "__self__", None) or getattr(hook, "args", [None])[0]
+            return bound is limiter
+
+        return {name: [h for h in funcs if owned(h)] for name, funcs in hooks.items()}
+
+    def test_probes_run_no_limiter_hook(self, make_app: Callable[..., Flask]) -> None:
+        app = make_app(RATE_LIMIT_ENABLED="true")
+        for hooks in (app.before_request_funcs, app.after_request_funcs,
+                      app.teardown_request_funcs):
+            assert not self.limiter_hooks(app, hooks).get(None)
+        assert not any(self.limiter_hooks(app, app.before_request_funcs).values())
+        for name in ("namespaces", "agents"):
+            assert len(self.limiter_hooks(app, app.after_request_funcs)[name]) == 1
+            assert len(self.limiter_hooks(app, app.teardown_request_funcs)[name]) == 1
+
+    def test_limited_responses_keep_their_headers(self, make_app: Callable[..., Flask]) -> None:
+        client = limited_app(make_app, limit=2)
+        first = get(client, NAMESPACES)
+        assert first.status_code == 200
+        assert [first.headers[h] for h in LIMIT_HEADERS][:2] == ["2", "1"]
+        assert "Retry-After" not in first.headers
+        get(client, AGENTS)
+        assert_rate_limited(get(client, NAMESPACES), 2)
+        for path in UNLIMITED:
+            response = client.get(BASE + path)
+            assert not any(h in response.headers for h in LIMIT_HEADERS), path

@@ -11,7 +11,7 @@
   The moving window would be exact too, but its in-memory storage keeps one
   timestamp per request and copies those lists every 10 ms: measured at 18% of a
   worker's CPU under load (docs/performance.md). Probes and metrics carry no
-  limit.
+  limit, and run none of Flask-Limiter's hooks.
 * Storage comes from ``RATE_LIMIT_STORAGE_URI``. ``memory://`` is per process,
   so N gunicorn workers allow up to N x the limit; ``redis://`` shares one
   limit across every worker and replica. If Redis goes away, Flask-Limiter
@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 from flask import Blueprint, Flask, Response, g, request
@@ -51,24 +52,11 @@ def api_key_identity() -> str:
 
 
 def init_app(app: Flask, settings: Settings, limited: list[Blueprint]) -> Limiter:
-    """Attach Flask-Limiter and put the per-key limit on the ``limited`` blueprints."""
+    """Attach Flask-Limiter and put the per-key limit on the ``limited`` blueprints.
 
-    # Flask-Limiter's after_request hook sets Retry-After (its window's reset) on
-    # every response of a limited endpoint. That only means something on its own
-    # 429. A Retry-After the app set itself (503: 5 s; the brute-force guard's
-    # 429) must survive it, and other responses must not carry one. Flask runs
-    # after_request hooks in reverse order of registration: this one, registered
-    # before Flask-Limiter's, runs after it; ``_remember_retry_after``, registered
-    # after, runs before it.
-    @app.after_request
-    def _retry_after_only_when_refused(response: Response) -> Response:
-        own = g.pop(_APP_RETRY_AFTER, None)
-        if own is not None:
-            response.headers["Retry-After"] = own
-        elif response.status_code != 429:
-            response.headers.pop("Retry-After", None)
-        return response
-
+    Call after the blueprints are registered: Flask-Limiter's request hooks are
+    moved onto them (see :func:`_hooks_on_limited_blueprints`).
+    """
     limiter = Limiter(
         api_key_identity,
         app=app,
@@ -85,8 +73,7 @@ def init_app(app: Flask, settings: Settings, limited: list[Blueprint]) -> Limite
     # One budget per key across every limited endpoint: a plain ``limit`` on a
     # blueprint would give each blueprint (endpoint) its own L per minute. It
     # decorates a trampoline rather than the blueprints, so that it is checked
-    # when ``require_user`` calls the view, after authentication, not in
-    # Flask-Limiter's before_request hook.
+    # when ``require_user`` calls the view, after authentication.
     shared = limiter.shared_limit(f"{settings.rate_limit_requests_per_minute}/minute",
                                   scope=SCOPE)
     decorated = shared(_call)
@@ -96,20 +83,66 @@ def init_app(app: Flask, settings: Settings, limited: list[Blueprint]) -> Limite
         return decorated(view, *args, **kwargs)
 
     app.extensions[LIMITED_CALL] = limited_call
-    # Everything else is exempt up front: probes, metrics and the OpenAPI document
-    # (without this filter Flask-Limiter resolves its limits on every request,
-    # measured at about a fifth of a /health request's CPU), and a cluster request
-    # until ``limited_call`` runs: Flask-Limiter's own before_request pass has
-    # nothing to check for it but cost ~5% of a /namespaces request resolving that.
-    limited_names = frozenset(blueprint.name for blueprint in limited)
-    limiter.request_filter(lambda: request.blueprint not in limited_names
-                           or not g.get("cluster_limit_due", False))
-
-    @app.after_request
-    def _remember_retry_after(response: Response) -> Response:
-        if "Retry-After" in response.headers:
-            setattr(g, _APP_RETRY_AFTER, response.headers["Retry-After"])
-        return response
-
+    # Belt and braces: were Flask-Limiter's check ever to run before the view (it
+    # no longer has a before_request hook, below), nothing is limited until
+    # ``limited_call`` runs.
+    limiter.request_filter(lambda: not g.get("cluster_limit_due", False))
+    _hooks_on_limited_blueprints(app, limiter, [blueprint.name for blueprint in limited])
     app.extensions[EXTENSION] = limiter
     return limiter
+
+
+def _hooks_on_limited_blueprints(app: Flask, limiter: Limiter, names: list[str]) -> None:
+    """Run Flask-Limiter's request hooks for the limited blueprints only, and drop its check.
+
+    Flask-Limiter registers three app-wide hooks: a before_request check, an
+    after_request that adds the X-RateLimit-* and Retry-After headers, and a
+    teardown that resets its per-request state. The check has nothing to do here
+    (the limit is checked by the decorated trampoline, after authentication), and
+    on probes, metrics and the OpenAPI document the other two have nothing to do
+    either; all three together cost about a third of a /health request's time in
+    the app (docs/performance.md). So the check is dropped, and the other two run
+    as blueprint hooks of the limited blueprints, with ours around them.
+    """
+    def owned(hook: Any) -> bool:
+        bound = getattr(hook, "__self__", None)
+        if bound is None and isinstance(hook, functools.partial):
+            bound = hook.args[0] if hook.args else None
+        return bound is limiter
+
+    def take(hooks: dict[Any, list[Any]]) -> list[Any]:
+        mine = [hook for hook in hooks.get(None, []) if owned(hook)]
+        hooks[None] = [hook for hook in hooks.get(None, []) if not owned(hook)]
+        return mine
+
+    take(app.before_request_funcs)  # dropped: the check runs in the trampoline
+    inject_headers, release_context = take(app.after_request_funcs), \
+        take(app.teardown_request_funcs)
+    if len(inject_headers) > 1 or len(release_context) > 1:  # none at all when disabled
+        raise RuntimeError("Flask-Limiter's request hooks are not the ones this module moves")
+
+    # Flask runs after_request hooks in reverse order of registration. Flask-Limiter's
+    # sets Retry-After (its window's reset) on every response of a limited endpoint;
+    # that only means something on its own 429. A Retry-After the app set itself
+    # (503: 5 s; the brute-force guard's 429) must survive it, and other responses
+    # must not carry one: ``_remember_retry_after`` runs before it, and
+    # ``_retry_after_only_when_refused`` after it.
+    for name in names:
+        app.after_request_funcs.setdefault(name, []).extend(
+            [_retry_after_only_when_refused, *inject_headers, _remember_retry_after])
+        app.teardown_request_funcs.setdefault(name, []).extend(release_context)
+
+
+def _retry_after_only_when_refused(response: Response) -> Response:
+    own = g.pop(_APP_RETRY_AFTER, None)
+    if own is not None:
+        response.headers["Retry-After"] = own
+    elif response.status_code != 429:
+        response.headers.pop("Retry-After", None)
+    return response
+
+
+def _remember_retry_after(response: Response) -> Response:
+    if "Retry-After" in response.headers:
+        setattr(g, _APP_RETRY_AFTER, response.headers["Retry-After"])
+    return response
