@@ -53,6 +53,13 @@ class _UtcJsonFormatter(JsonFormatter):
 
 def configure_logging(settings: Settings) -> None:
     """Install one JSON handler on the root logger (idempotent: replaces ours if present)."""
+    # No line of ours names its source file, thread or process (the pid comes from
+    # the filter above): don't let logging look them up for every record, which is
+    # a sixth of an access line's cost (the logging HOWTO's "Optimization").
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     for old in list(root.handlers):
         if old.get_name() == _HANDLER_NAME:
