@@ -119,12 +119,16 @@ def post_worker_init(worker: Any) -> None:
 
 
 def worker_exit(server: Any, worker: Any) -> None:
-    """Close the broker connection cleanly once the worker's requests are done."""
+    """Close the broker connection cleanly once the worker's requests are done, then write
+    the worker's last batched metric updates."""
     app = getattr(worker, "wsgi", None)
     if app is not None:
         from cluster_service.api.extension import stop
 
         stop(app)
+    metrics = sys.modules.get("cluster_service.observability.metrics")
+    if metrics is not None:
+        metrics.BATCH.flush()
 
 
 def child_exit(server: Any, worker: Any) -> None:

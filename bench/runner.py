@@ -25,6 +25,10 @@ METRIC = "cluster_rpc_published_total"
 _SAMPLE = re.compile(r"^" + METRIC + r"(\{[^}]*\})?\s+([0-9.eE+-]+)")
 _QUEUE_LABEL = re.compile(r'queue="([^"]*)"')
 
+# Longer than the service's metric flush interval (observability/metric_batch.py):
+# two equal scrapes this far apart mean every worker has written its updates.
+SETTLE_POLL_S = 0.6
+
 
 @dataclass(frozen=True)
 class Options:
@@ -145,7 +149,7 @@ class ConfigRun:
         deadline = time.monotonic() + timeout
         last = scrape_rpcs(self.port)
         while time.monotonic() < deadline:
-            time.sleep(0.2)  # poll interval between two scrapes
+            time.sleep(SETTLE_POLL_S)  # longer than a worker's metric flush interval
             current = scrape_rpcs(self.port)
             if current == last:
                 break

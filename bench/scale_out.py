@@ -47,6 +47,10 @@ DELIVERY_TARGET = 2.0
 AUTH_RPC_TARGET = 2
 DEFAULT_AUTH_CACHE_URI = "redis://127.0.0.1:6379/12"
 
+# Longer than the service's metric flush interval (observability/metric_batch.py):
+# two equal scrapes this far apart mean every worker has written its updates.
+SETTLE_POLL_S = 0.6
+
 
 @dataclass(frozen=True)
 class ScaleOutOptions:
@@ -210,7 +214,7 @@ class Cell:
         deadline = time.monotonic() + timeout
         last = self._scrape()
         while time.monotonic() < deadline:
-            time.sleep(0.2)  # poll interval between two scrapes
+            time.sleep(SETTLE_POLL_S)  # longer than a worker's metric flush interval
             current = self._scrape()
             if current == last:
                 break

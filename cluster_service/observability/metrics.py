@@ -20,6 +20,7 @@ from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, 
                                generate_latest)
 from prometheus_client import multiprocess
 
+from .metric_batch import MetricBatch
 from .observer import Observer
 
 _LATENCY_BUCKETS = (.005, .01, .025, .05, .075, .1, .25, .5, 1, 2.5, 5, 10, 30, 60)
@@ -88,20 +89,42 @@ for _state in ("open", "half_open", "closed"):
     BREAKER_TRANSITIONS.labels(_state)
 
 
+# The request path's updates (HTTP, RPC, replies, auth outcomes) go through the batch;
+# rare events (drops, breaker changes, connection state) are written at once.
+BATCH = MetricBatch()
+
+
+def _cached(metric: Any) -> Any:
+    """``metric.labels`` memoised: ``labels()`` takes a lock and builds a key per call."""
+    children: dict[tuple[str, ...], Any] = {}
+
+    def child(*values: str) -> Any:
+        found = children.get(values)
+        if found is None:
+            found = children[values] = metric.labels(*values)
+        return found
+
+    return child
+
+
+_published, _rpc_duration = _cached(RPC_PUBLISHED), _cached(RPC_DURATION)
+_received, _auth_outcome = _cached(REPLIES_RECEIVED), _cached(AUTH_OUTCOMES)
+
+
 class PrometheusObserver(Observer):
     """Feeds the RPC and auth events into the metrics above."""
 
     def rpc_published(self, queue: str) -> None:
-        RPC_PUBLISHED.labels(queue).inc()
+        BATCH.inc(_published(queue))
 
     def rpc_finished(self, queue: str, outcome: str, seconds: float) -> None:
-        RPC_DURATION.labels(queue, outcome).observe(seconds)
+        BATCH.observe(_rpc_duration(queue, outcome), seconds)
 
     def rpc_inflight(self, delta: int) -> None:
-        RPC_INFLIGHT.inc(delta)
+        BATCH.inc(RPC_INFLIGHT, delta)
 
     def reply_received(self, via: str) -> None:
-        REPLIES_RECEIVED.labels(via).inc()
+        BATCH.inc(_received(via))
 
     def reply_dropped(self, reason: str) -> None:
         REPLIES_DROPPED.labels(reason).inc()
@@ -119,7 +142,7 @@ class PrometheusObserver(Observer):
         BROKER_CONNECTED.set(1 if connected else 0)
 
     def auth_outcome(self, outcome: str) -> None:
-        AUTH_OUTCOMES.labels(outcome).inc()
+        BATCH.inc(_auth_outcome(outcome))
 
     def saturated(self, scope: str) -> None:
         SATURATED.labels(scope).inc()
@@ -154,13 +177,14 @@ def observe_request(endpoint: str, method: str, status: int, seconds: float) -> 
         children = (HTTP_REQUESTS.labels(endpoint, method, str(status)),
                     HTTP_LATENCY.labels(endpoint))
         _request_children[(endpoint, method, status)] = children
-    children[0].inc()
-    children[1].observe(seconds)
+    BATCH.inc(children[0])
+    BATCH.observe(children[1], seconds)
 
 
 def render() -> tuple[bytes, str]:
     """The Prometheus text exposition and its content type, aggregated over all
-    workers when multiprocess."""
+    workers when multiprocess (this worker's batched updates written first)."""
+    BATCH.flush()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

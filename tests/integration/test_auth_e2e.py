@@ -74,9 +74,8 @@ def test_key_is_cached_for_the_ttl(env: SimpleNamespace) -> None:
     started = time.monotonic()
     assert namespaces(env.service, "demo-key").status_code == 200
     assert auth_rpcs(env) == before + 1
-    published = metric_sum(env.service.get("/metrics").text, "cluster_rpc_published_total",
-                           queue=auth_queue)
-    assert published == 1
+    wait_for(lambda: metric_sum(env.service.get("/metrics").text, "cluster_rpc_published_total",
+                                queue=auth_queue) == 1, 5, what="one auth RPC counted")
 
     assert namespaces(env.service, "demo-key").status_code == 200
     assert auth_rpcs(env) == before + 1  # within the TTL: no auth RPC
@@ -87,8 +86,8 @@ def test_key_is_cached_for_the_ttl(env: SimpleNamespace) -> None:
 
     wait_for(asked_again, AUTH_CACHE_TTL + 5, interval=0.25, what="the cached key to expire")
     assert time.monotonic() - started >= AUTH_CACHE_TTL
-    assert metric_sum(env.service.get("/metrics").text, "cluster_rpc_published_total",
-                      queue=auth_queue) == 2
+    wait_for(lambda: metric_sum(env.service.get("/metrics").text, "cluster_rpc_published_total",
+                                queue=auth_queue) == 2, 5, what="two auth RPCs counted")
 
 
 @pytest.mark.parametrize("key,status", [

@@ -151,8 +151,9 @@ class TestNobodyConsumes:
         missing = [r for r in service.json_logs() if r.get("event") == "peer_missing"]
         assert {r["queue"] for r in missing} == {queue}
         assert {r["peer"] for r in missing} == {"Onboarding Service"}
-        assert metric_sum(service.get("/metrics").text, "cluster_rpc_duration_seconds_count",
-                          queue=queue, outcome="no_consumer") >= 5
+        wait_for(lambda: metric_sum(service.get("/metrics").text,
+                                    "cluster_rpc_duration_seconds_count", queue=queue,
+                                    outcome="no_consumer") >= 5, 5, what="5 no_consumer counted")
 
 
 class TestReplyProperties:

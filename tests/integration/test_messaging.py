@@ -253,7 +253,7 @@ def test_concurrent_requests_each_get_their_own_agents_namespaces(
             assert rerouted > 0
         else:
             assert rerouted == 0
-    assert metric(service, "cluster_rpc_inflight") == 0
+    wait_for(lambda: metric(service, "cluster_rpc_inflight") == 0, 5, what="no RPC in flight")
     for session in sessions:
         session.close()
 

@@ -85,13 +85,22 @@ def test_request_counter_is_the_total_over_all_workers(service: ServiceProcess) 
     requests_sent = 60
     before = value(scrape(service), "cluster_http_requests_total", endpoint=HEALTH)
     assert fire(requests_sent, lambda: fresh_get(service, "/health")) == [200] * requests_sent
-    assert len(serving_pids(service, HEALTH)) >= 2, "every request hit one worker"
-    for _ in range(2 * WORKERS):  # scrapes land on different workers; all must agree
-        samples = scrape(service)
-        assert value(samples, "cluster_http_requests_total", endpoint=HEALTH, method="GET",
-                     status="200") == before + requests_sent
-        assert value(samples, "cluster_http_request_duration_seconds_count",
-                     endpoint=HEALTH) == before + requests_sent
+    # Each worker writes its batched updates within FLUSH_EVERY_S (observability/metric_batch.py).
+    wait_for(lambda: len(serving_pids(service, HEALTH)) >= 2, 5,
+             what="requests counted by both workers")
+
+    def counted() -> bool:  # scrapes land on different workers; all must agree
+        for _ in range(2 * WORKERS):
+            samples = scrape(service)
+            if value(samples, "cluster_http_requests_total", endpoint=HEALTH, method="GET",
+                     status="200") != before + requests_sent:
+                return False
+            if value(samples, "cluster_http_request_duration_seconds_count",
+                     endpoint=HEALTH) != before + requests_sent:
+                return False
+        return True
+
+    wait_for(counted, 5, 0.2, what=f"every scrape counting the {requests_sent} requests")
 
 
 def test_broker_gauge_forgets_a_dead_worker(service: ServiceProcess) -> None:
@@ -116,7 +125,21 @@ def test_auth_outcomes_and_rpc_metrics(service: ServiceProcess) -> None:
     assert fire(wrong, lambda: fresh_get(service, "/agents/connected", **bad_key),
                 1) == [401] * wrong
     assert fire(missing, lambda: fresh_get(service, "/agents/connected"), 1) == [401] * missing
-    after = scrape(service)
+    agents = "/api/v3.0/cluster/agents/connected"
+    sent = valid + wrong + missing
+
+    def all_written() -> Any:
+        """A scrape once every worker has written its batched updates (within a second)."""
+        samples = scrape(service)
+        total = sum(value(samples, "cluster_http_requests_total", endpoint=agents, status=status)
+                    - value(before, "cluster_http_requests_total", endpoint=agents,
+                            status=status) for status in ("200", "401"))
+        queue = service.env["AGENTS_REQUEST_QUEUE"]
+        rpcs = value(samples, "cluster_rpc_duration_seconds_count", queue=queue, outcome="ok") \
+            - value(before, "cluster_rpc_duration_seconds_count", queue=queue, outcome="ok")
+        return samples if total == sent and rpcs >= valid else None
+
+    after = wait_for(all_written, 5, 0.2, what=f"the {sent} requests in the metrics")
 
     def delta(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
@@ -127,7 +150,6 @@ def test_auth_outcomes_and_rpc_metrics(service: ServiceProcess) -> None:
     assert 1 <= delta(outcomes, outcome="valid") <= WORKERS
     assert delta(outcomes, outcome="rejected") == wrong + missing
     assert delta(outcomes, outcome="error") == 0
-    agents = "/api/v3.0/cluster/agents/connected"
     assert delta("cluster_http_requests_total", endpoint=agents, status="200") == valid
     assert delta("cluster_http_requests_total", endpoint=agents, status="401") == wrong + missing
     queue = service.env["AGENTS_REQUEST_QUEUE"]

@@ -23,7 +23,7 @@ import pytest
 import requests
 
 from ..support.peers import start_peers, wrong_namespaces
-from ..support.prometheus import metric
+from ..support.prometheus import metric, settled_metric
 from ..support.redis_server import REDIS_SERVER, RedisServer
 from bench.spread import connections_per_worker
 
@@ -39,7 +39,7 @@ USER_ID = 77
 
 
 def fleet_metric(replicas: list[ServiceProcess], name: str, **labels: str) -> float:
-    return sum(metric(r, name, **labels) for r in replicas)
+    return sum(settled_metric(r, name, **labels) for r in replicas)
 
 
 def get(service: ServiceProcess, agent_id: str, key: str, timeout: float = 30,

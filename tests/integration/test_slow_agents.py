@@ -16,7 +16,7 @@ from cluster_service.config import load_settings
 
 from ..support.faults import (HEALTHY_AGENT, Outcome, assert_service_unavailable, call, namespaces,
                               percentile, run_together, summary, warm_auth)
-from ..support.prometheus import metric
+from ..support.prometheus import metric, settled_metric
 from ..support.peers import start_peers
 from ..support.service import ServiceProcess, queue_env, wait_for
 from ..support.switchable_peer import SwitchablePeer
@@ -47,10 +47,10 @@ class TestSlowAgentsOnDefaultSettings:
         service = service_factory(WEB_CONCURRENCY="3")
         warm_auth(service)
         queue = queue_env(prefix)[NS_QUEUE_VAR]
-        before = metric(service, "cluster_rpc_published_total", queue=queue)
+        before = settled_metric(service, "cluster_rpc_published_total", queue=queue)
         outcomes = run_together([partial(namespaces, service, "slow-500-same", 7)
                                  for _ in range(30)])
-        rpcs = metric(service, "cluster_rpc_published_total", queue=queue) - before
+        rpcs = settled_metric(service, "cluster_rpc_published_total", queue=queue) - before
         print(f"\n30 identical requests: {summary(outcomes)}, {rpcs:g} namespace RPCs")
         assert all(o.status == 200 for o in outcomes), summary(outcomes)
         assert rpcs <= 3  # one flight per worker at most

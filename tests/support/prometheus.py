@@ -35,3 +35,21 @@ def metrics_text(service: "ServiceProcess") -> str:
 def metric(service: "ServiceProcess", name: str, **labels: str) -> float:
     """The sum of the ``/metrics`` samples called ``name`` whose labels include ``labels``."""
     return metric_sum(metrics_text(service), name, **labels)
+
+
+def settled_metric(service: "ServiceProcess", name: str, timeout: float = 10.0,
+                   **labels: str) -> float:
+    """``metric`` once every worker has written its batched updates: two reads more than a
+    flush interval apart (``observability/metric_batch.py``) that agree."""
+    from cluster_service.observability.metric_batch import FLUSH_EVERY_S
+
+    from .service import wait_for
+
+    last: list[float] = []
+
+    def agreed() -> bool:
+        last.append(metric(service, name, **labels))
+        return len(last) > 1 and last[-1] == last[-2]
+
+    wait_for(agreed, timeout, interval=FLUSH_EVERY_S + 0.1, what=f"{name} to settle")
+    return last[-1]

@@ -17,7 +17,7 @@ import requests
 
 from ...support.faults import (BODY_FRAGMENTS, HEALTHY_AGENT, namespaces, rss_kib, run_together,
                                summary, warm_auth)
-from ...support.prometheus import metric
+from ...support.prometheus import metric, settled_metric
 from ...support.peers import delete_queues, start_peers
 from ...support.service import ServiceProcess, queue_env, wait_for
 
@@ -40,8 +40,9 @@ class TestSilentPeer:
             assert outcome.status == 504, outcome
             assert outcome.error_code == "agent_timeout"
             assert timeout <= outcome.elapsed <= timeout * 1.1 + 0.3, outcome.elapsed
-        assert metric(service, "cluster_rpc_inflight") == 0
-        assert metric(service, "cluster_rpc_duration_seconds_count", outcome="timeout") >= 4
+        wait_for(lambda: metric(service, "cluster_rpc_inflight") == 0, 5, what="no RPC pending")
+        wait_for(lambda: metric(service, "cluster_rpc_duration_seconds_count",
+                                outcome="timeout") >= 4, 5, what="4 timeouts counted")
 
     def test_many_timeouts_leave_worker_memory_flat(
             self, peers: Any, service_factory: Callable[..., ServiceProcess]) -> None:
@@ -96,8 +97,9 @@ class TestSilentPeer:
         assert growth < 10, f"worker RSS grew by {growth:.1f} MiB over {measured} timeouts"
         wait_for(lambda: metric(service, "cluster_rpc_inflight") == 0, 5,
                  what="no RPC pending")
-        assert metric(service, "cluster_rpc_duration_seconds_count",
-                      outcome="timeout") >= warmup + measured
+        wait_for(lambda: metric(service, "cluster_rpc_duration_seconds_count",
+                                outcome="timeout") >= warmup + measured, 5,
+                 what="every timeout counted")
 
 
 @dataclass
@@ -196,11 +198,11 @@ class TestRequestStormOnOneAgent:
         warm_auth(service)
         queue = queue_env(prefix)["NAMESPACE_REQUEST_QUEUE"]
         consumed = peers.counters["requests_namespaces"]
-        published = metric(service, "cluster_rpc_published_total", queue=queue)
+        published = settled_metric(service, "cluster_rpc_published_total", queue=queue)
 
         outcomes = run_together([partial(namespaces, service, agent, 42)] * storm)
 
-        rpcs = metric(service, "cluster_rpc_published_total", queue=queue) - published
+        rpcs = settled_metric(service, "cluster_rpc_published_total", queue=queue) - published
         seen_by_peer = peers.counters["requests_namespaces"] - consumed
         print(f"\n{storm} identical requests: {summary(outcomes)}; {rpcs:g} namespace RPCs "
               f"published, {seen_by_peer} seen by the peer")
