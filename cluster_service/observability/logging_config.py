@@ -16,6 +16,7 @@ import sys
 from pythonjsonlogger.json import JsonFormatter
 
 from ..config import Settings
+from .log_writer import BackgroundLogHandler
 from .request_context import current_request_id
 from .timestamps import utc_timestamp
 
@@ -53,23 +54,25 @@ class _UtcJsonFormatter(JsonFormatter):
 
 def configure_logging(settings: Settings) -> None:
     """Install one JSON handler on the root logger (idempotent: replaces ours if present)."""
-    # No line of ours names its source file, thread or process (the pid comes from
-    # the filter above): don't let logging look them up for every record, which is
-    # a sixth of an access line's cost (the logging HOWTO's "Optimization").
+    # No format in this process (ours, gunicorn's) names a line's source file, function
+    # or process name: don't let logging walk the stack for them on every record (the
+    # logging HOWTO's "Optimization"). Thread and pid stay: gunicorn's format uses the pid.
     logging._srcfile = None  # type: ignore[attr-defined]
-    logging.logThreads = False
-    logging.logProcesses = False
     logging.logMultiprocessing = False
     root = logging.getLogger()
     for old in list(root.handlers):
         if old.get_name() == _HANDLER_NAME:
             root.removeHandler(old)
-    handler: logging.Handler = (logging.FileHandler(settings.log_file, encoding="utf-8")
-                                if settings.log_file else logging.StreamHandler(sys.stdout))
-    handler.set_name(_HANDLER_NAME)
-    handler.setFormatter(_UtcJsonFormatter(
+            old.close()
+    target: logging.Handler = (logging.FileHandler(settings.log_file, encoding="utf-8")
+                               if settings.log_file else logging.StreamHandler(sys.stdout))
+    target.setFormatter(_UtcJsonFormatter(
         "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(pid)s",
         rename_fields={"levelname": "level", "asctime": "time", "name": "logger"}))
+    # Formatted and written by a thread of its own (log_writer.py); the filter runs
+    # here, in the thread that logs, whose request id it reads.
+    handler = BackgroundLogHandler(target)
+    handler.set_name(_HANDLER_NAME)
     handler.addFilter(_RequestIdFilter())
     root.addHandler(handler)
     root.setLevel(settings.log_level)
