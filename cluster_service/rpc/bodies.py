@@ -12,11 +12,19 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# One decoder for every body: ``json.loads`` with a hook builds a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def loads_strict(text: str | bytes) -> Any:
     """``json.loads`` that refuses NaN/Infinity (they would make our own bodies invalid JSON)
     and turns a too-deeply nested document (RecursionError) into ValueError."""
+    if isinstance(text, (bytes, bytearray)):
+        text = text.decode(json.detect_encoding(text), "surrogatepass")
+    elif isinstance(text, str) and text.startswith("\ufeff"):
+        raise ValueError("JSON must not start with a byte order mark")
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return _DECODER.decode(text)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
 

@@ -109,6 +109,8 @@ class RpcClient:
 
     def start(self) -> None:
         """Start the transport once (idempotent). Call after fork, never at import."""
+        if self._started:  # every call asks: the common answer takes no lock
+            return
         with self._lock:
             if self._started or self._closed:
                 return
