@@ -59,6 +59,14 @@ def one_round(service: ServiceProcess) -> list[int]:
     return counts
 
 
+def fresh_round(service: ServiceProcess) -> list[int]:
+    """A round that starts once the previous round's connections are all closed."""
+    wait_for(lambda: not any(connections_per_worker(service.worker_pids(),
+                                                    service.port).values()),
+             10, what="the previous round's connections closed")
+    return one_round(service)
+
+
 def _all_open(service: ServiceProcess) -> list[int] | None:
     counts = sorted(connections_per_worker(service.worker_pids(), service.port).values(),
                     reverse=True)
@@ -67,14 +75,11 @@ def _all_open(service: ServiceProcess) -> list[int] | None:
 
 def test_keep_alive_connections_spread_evenly_over_workers(
         service_factory: Callable[..., ServiceProcess]) -> None:
-    service = service_factory(ready=False, WEB_CONCURRENCY="2", GUNICORN_THREADS="16")
+    service = service_factory(WEB_CONCURRENCY="2", GUNICORN_THREADS="16")
     wait_for(lambda: len(service.worker_pids()) == 2, 20, what="two workers")
-    rounds = []
-    for _ in range(ROUNDS):
-        rounds.append(one_round(service))
-        # The next round starts with fresh connections only: the old ones are closed.
-        wait_for(lambda: not any(connections_per_worker(service.worker_pids(),
-                                                        service.port).values()),
-                 10, what="the round's connections closed")
+    # A worker still booting accepts nothing and reports nothing, so its sibling takes
+    # everything: wait until both have served a connection of their own.
+    wait_for(lambda: all(fresh_round(service)), 20, what="both workers serving")
+    rounds = [fresh_round(service) for _ in range(ROUNDS)]
     worst = max(counts[0] / CONNECTIONS for counts in rounds)
     assert worst <= BOUND, f"connections per worker, each round: {rounds}"
