@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from cluster_service.server.spread import STALE_AFTER_S, SpreadTable
+from cluster_service.server.spread import SLACK, STALE_AFTER_S, SpreadTable
 
 
-def test_only_the_least_loaded_worker_accepts() -> None:
+def test_only_workers_near_the_least_loaded_accept() -> None:
     table = SpreadTable(rows=8)
     a, b = table.reserve(now=0.0), table.reserve(now=0.0)
     assert (a, b) == (0, 1)
-    table.report(a, 3, now=1.0)
+    table.report(a, 2 + SLACK + 1, now=1.0)
     table.report(b, 2, now=1.0)
-    assert not table.may_accept(a, 3, now=1.0)
+    assert not table.may_accept(a, 2 + SLACK + 1, now=1.0)
     assert table.may_accept(b, 2, now=1.0)
+    assert table.may_accept(a, 2 + SLACK, now=1.0)  # within the slack
     table.report(b, 3, now=1.1)
     assert table.may_accept(a, 3, now=1.1) and table.may_accept(b, 3, now=1.1)  # a tie: both
 

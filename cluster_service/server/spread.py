@@ -14,9 +14,10 @@ burst in five.
 
 How: the master creates a small table in shared memory before it forks (one row per
 worker: pid, open connections, heartbeat); each worker writes its own row on every
-turn of its main loop and reads the others'. A worker whose count is above the
-lowest live count stops polling the listening socket until the others catch up, so
-the lowest always accepts and counts differ by about one. A row whose heartbeat is
+turn of its main loop and reads the others'. A worker whose count is more than
+``SLACK`` above the lowest live count stops polling the listening socket until the
+others catch up, so the lowest always accepts and counts differ by two at most
+(plus what two workers accept at the same instant). A row whose heartbeat is
 older than ``STALE_AFTER_S`` (a worker that died or hangs) is ignored, so a dead
 sibling can never stop the living from accepting; the master also clears a row as
 soon as it reaps its worker.
@@ -33,6 +34,7 @@ _ROW = struct.Struct("qqd")  # pid (0: free, -1: reserved for a worker being for
 _HEADER = struct.Struct("q")  # rows ever used: readers scan only those
 ROWS = 128
 STALE_AFTER_S = 3.0
+SLACK = 1  # connections a worker may hold above the least loaded and still accept
 _RESERVED = -1
 _RESERVATION_TTL_S = 60.0  # a fork that never reported (failed boot) frees its row
 
@@ -82,13 +84,15 @@ class SpreadTable:
         self._write(row, os.getpid(), count, time.monotonic() if now is None else now)
 
     def may_accept(self, row: int, count: int, now: float | None = None) -> bool:
-        """Whether a worker holding ``count`` connections is (one of) the least loaded."""
+        """Whether a worker holding ``count`` connections is at most ``SLACK`` above the
+        least loaded (a little slack: in a burst, fewer turns between the workers)."""
         now = time.monotonic() if now is None else now
         used = self._used()
         rows = struct.unpack_from("qqd" * used, self._memory, _HEADER.size)
         for other in range(used):
             pid, other_count, beat = rows[3 * other:3 * other + 3]
-            if other != row and pid > 0 and now - beat <= STALE_AFTER_S and other_count < count:
+            if other != row and pid > 0 and now - beat <= STALE_AFTER_S \
+                    and other_count + SLACK < count:
                 return False
         return True
 

@@ -29,6 +29,7 @@ still capped by gunicorn's ``worker_connections``.
 from __future__ import annotations
 
 import errno
+import select
 import selectors
 import ssl
 import time
@@ -44,7 +45,10 @@ _READ_SIZE = 65536
 _END_OF_HEADERS = (b"\r\n\r\n", b"\n\n")
 _UNLIMITED_HEADER_BYTES = 1024 * 1024
 # How soon a worker that stopped accepting for the spread looks again when nothing else
-# wakes its loop (the stock loop waits up to 1 s).
+# wakes its loop (the stock loop waits up to 1 s): soon while connections wait in the
+# listening socket's backlog (a burst: its siblings are taking them, and it may be
+# its turn again any moment), else a little later (a sibling may have died).
+SPREAD_RECHECK_BURST_S = 0.002
 SPREAD_RECHECK_S = 0.05
 _spread_table: SpreadTable | None = None
 
@@ -98,7 +102,8 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
         if self.spread_row is not None:
             self.spread.report(self.spread_row, self.nr_conns)  # also the heartbeat
             if self.alive and not self._accepting and self.nr_conns < self.worker_connections:
-                timeout = min(timeout, SPREAD_RECHECK_S)  # look again soon
+                waiting, _, _ = select.select(self.sockets, [], [], 0)
+                timeout = min(timeout, SPREAD_RECHECK_BURST_S if waiting else SPREAD_RECHECK_S)
         super().wait_for_and_dispatch_events(timeout)
 
     def run(self) -> None:
