@@ -12,6 +12,7 @@ import pika
 from pika.spec import BasicProperties
 
 from ..config import Settings
+from .request_ids import new_token, reply_queue_name
 from .transport import OutgoingRequest
 
 APP_ID = "cluster_service"
@@ -32,6 +33,28 @@ def connection_parameters(settings: Settings) -> pika.ConnectionParameters:
         client_properties={"connection_name": f"cluster_service {socket.gethostname()} "
                                               f"pid {os.getpid()}"},
     )
+
+
+def declare_shared_queues(channel: Any, request_queues: tuple[str, ...],
+                          result_queues: tuple[str, ...]) -> dict[str, int]:
+    """Declare the peers' queues as they do (durable, no arguments: anything else fails
+    with PRECONDITION_FAILED); the consumer count of each request queue."""
+    consumers = {}
+    for queue in request_queues + result_queues:
+        declared = channel.queue_declare(queue=queue, durable=True)
+        if queue in request_queues:
+            consumers[queue] = int(declared.method.consumer_count)
+    return consumers
+
+
+def declare_reply_queue(channel: Any, reply_exchange: str) -> tuple[str, str]:
+    """A new owner token and its exclusive reply queue, bound to the reply fanout exchange."""
+    channel.exchange_declare(reply_exchange, exchange_type="fanout", durable=True)
+    token = new_token()
+    reply_queue = reply_queue_name(token)
+    channel.queue_declare(queue=reply_queue, exclusive=True, auto_delete=True)
+    channel.queue_bind(reply_queue, reply_exchange)
+    return token, reply_queue
 
 
 def request_properties(request: OutgoingRequest, reply_queue: str) -> BasicProperties:

@@ -9,23 +9,17 @@ no HTTP traffic comes. Request threads hand publishes over as closures via
 reported to the RPC logic (``client.RpcClient``) from this thread.
 
 Queues: the request and results queues are shared with the existing KubeSage
-peers, which declare them ``durable=True`` with no arguments; any other
-arguments would fail with PRECONDITION_FAILED, so we declare them identically.
-Each connection also declares its own reply queue, ``exclusive`` (and so
-deleted by the broker when the connection dies): a worker that crashes leaves
-nothing behind, and after a reconnect nothing is owed to the old queue because
-every call pending at the disconnect has already been failed. The reply queue
-is named after the connection's owner token (``request_ids.py``), so a reply
-found on a fixed results queue that belongs to another worker is forwarded to
-exactly its owner's queue (``relay.py``; a forward to a queue that is gone comes
-back and is counted as ``owner_gone``).
-The reply queue is also bound to a fanout exchange, the fallback for ids that
-name no owner (see ``client.py``).
+peers and declared exactly as they declare them (``pika_connection.py``). Each
+connection also declares its own reply queue, ``exclusive`` (deleted by the
+broker with the connection, so a crashed worker leaves nothing behind, and after a
+reconnect nothing is owed to the old queue: every call pending at the disconnect
+has been failed). It is named after the connection's owner token
+(``request_ids.py``), so a reply on a fixed results queue that belongs to another
+worker goes to exactly its owner (``relay.py``); it is also bound to a fanout
+exchange, the fallback for ids that name no owner (see ``client.py``).
 
-Listeners (``listen``) get a server-named exclusive queue each, bound to their
-fanout exchange (declared durable), consumed with auto-ack: the auth events.
-
-Consumer presence (is anyone consuming a request queue?): ``consumer_presence.py``.
+Listeners (``listen``, ``fanout.py``): the auth events. Consumer presence (is
+anyone consuming a request queue?): ``consumer_presence.py``.
 
 Reconnects use a capped exponential back-off (0.25 s doubling to 2 s): the cap
 is small so a worker is serving again within seconds of the broker's return.
@@ -48,10 +42,10 @@ from ..errors import BrokerUnavailable
 from ..observability.observer import Observer
 from .consumer_presence import ConsumerPresence
 from .fanout import call_quietly, declare_listener
-from .pika_connection import close_quietly, connection_parameters, request_properties
+from .pika_connection import (close_quietly, connection_parameters, declare_reply_queue,
+                              declare_shared_queues, request_properties)
 from .relay import on_returned, relay, relayed_from
 from .transport import DROPPED, OutgoingRequest, Routing
-from .request_ids import new_token, reply_queue_name
 
 log = logging.getLogger(__name__)
 
@@ -182,16 +176,10 @@ class PikaTransport:
         try:
             channel = connection.channel()
             channel.basic_qos(prefetch_count=256)
-            for queue in self._request_queues + self._result_queues:
-                declared = channel.queue_declare(queue=queue, durable=True)
-                if queue in self._request_queues:
-                    self._presence.record(queue, declared.method.consumer_count)
-            channel.exchange_declare(self._settings.reply_exchange, exchange_type="fanout",
-                                     durable=True)
-            token = new_token()
-            reply_queue = reply_queue_name(token)
-            channel.queue_declare(queue=reply_queue, exclusive=True, auto_delete=True)
-            channel.queue_bind(reply_queue, self._settings.reply_exchange)
+            for queue, consumers in declare_shared_queues(
+                    channel, self._request_queues, self._result_queues).items():
+                self._presence.record(queue, consumers)
+            token, reply_queue = declare_reply_queue(channel, self._settings.reply_exchange)
             channel.add_on_return_callback(functools.partial(on_returned, self._observer))
             for exchange, handler in self._listeners.items():
                 declare_listener(channel, exchange, handler)
