@@ -181,3 +181,17 @@ def workers_rss_mb(master_pid: int) -> list[float]:
     """RSS of each gunicorn worker of ``master_pid``, in MiB."""
     values = (rss_mb(pid) for pid in worker_pids(master_pid))
     return [round(v, 1) for v in values if v is not None]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used so far (all their threads)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total

@@ -97,11 +97,11 @@ def _cell(value: Any, fmt: str = "{}") -> str:
 def table(results: list[dict[str, Any]]) -> str:
     """The per-configuration table as plain text."""
     head = ("config", "w x t", "req/s", "p50 ms", "p99 ms", "requests", "errors", "RPC/req",
-            "max share", "RSS/worker MB")
+            "CPU ms/req", "max share", "RSS/worker MB")
     rows = [head]
     for r in results:
         if "error" in r and not r.get("rps"):
-            rows.append((r["name"], "", "FAILED", "", "", "", "", "", "", ""))
+            rows.append((r["name"], "", "FAILED", "", "", "", "", "", "", "", ""))
             continue
         rss = "/".join(f"{v:.0f}" for v in r.get("rss_mb") or []) or "-"
         shape = f"{r.get('workers', '?')} x {r.get('threads', '?')}"
@@ -109,6 +109,7 @@ def table(results: list[dict[str, Any]]) -> str:
                      _cell(r.get("p50_ms"), "{:.2f}"), _cell(r.get("p99_ms"), "{:.2f}"),
                      _cell(r.get("requests")), _cell(r.get("errors")),
                      _cell(r.get("rpcs_per_request"), "{:.3f}"),
+                     _cell(r.get("cpu_ms_per_request"), "{:.2f}"),
                      _cell(r.get("worst_share"), "{:.2f}"), rss))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)

@@ -217,17 +217,23 @@ class ConfigRun:
     def _measure(self) -> dict[str, Any]:
         """One measured window, with the RPCs the service published during it."""
         before = self._settled_rpcs()
+        workers = procs.worker_pids(self.server_pid)
+        cpu_before = procs.cpu_seconds(workers)
         if self.sample_spread:
             with spread.Sampler(self.server_pid, self.port, self.options.connections) as sampler:
                 measured = self._load(self.options.duration)
         else:
             measured = self._load(self.options.duration)
+        cpu = procs.cpu_seconds(workers) - cpu_before
         after = self._settled_rpcs()
         run: dict[str, Any] = {
             "rps": round(measured.rps, 1), "p50_ms": round(measured.p50_ms, 2),
             "p99_ms": round(measured.p99_ms, 2), "requests": measured.requests,
             "errors": measured.errors, "error_detail": measured.error_detail,
-            "seconds": round(measured.seconds, 2)}
+            "seconds": round(measured.seconds, 2),
+            # The workers' CPU over the window (requests still queued at its end included).
+            "cpu_ms_per_request": round(1000 * cpu / measured.requests, 3)
+            if measured.requests else None}
         if self.sample_spread:
             run.update(worst_share=round(sampler.worst_share, 3),
                        worst_counts=sampler.worst_counts, spread_samples=sampler.samples)
