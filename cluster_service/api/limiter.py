@@ -76,17 +76,9 @@ def init_app(app: Flask, settings: Settings, limited: list[Blueprint]) -> Limite
     # when ``require_user`` calls the view, after authentication.
     shared = limiter.shared_limit(f"{settings.rate_limit_requests_per_minute}/minute",
                                   scope=SCOPE)
-    decorated = shared(_call)
-
-    def limited_call(view: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        g.cluster_limit_due = True  # from here on the per-key limit applies (filter below)
-        return decorated(view, *args, **kwargs)
-
-    app.extensions[LIMITED_CALL] = limited_call
-    # Belt and braces: were Flask-Limiter's check ever to run before the view (it
-    # no longer has a before_request hook, below), nothing is limited until
-    # ``limited_call`` runs.
-    limiter.request_filter(lambda: not g.get("cluster_limit_due", False))
+    # The decorated trampoline is the only place the limit is checked: Flask-Limiter's
+    # own before_request check is removed below.
+    app.extensions[LIMITED_CALL] = shared(_call)
     _hooks_on_limited_blueprints(app, limiter, [blueprint.name for blueprint in limited])
     app.extensions[EXTENSION] = limiter
     return limiter

@@ -1,5 +1,5 @@
 """An even spread of connections over gunicorn's workers: each accepts only while it holds
-no more connections than the least loaded of its live siblings.
+at most ``SLACK`` connections more than the least loaded of its live siblings.
 
 Why: gunicorn's workers share one listening socket, and gthread's main loop accepts
 one connection each time the socket is readable, in whichever worker gets there

@@ -17,8 +17,8 @@ byte) is closed. Idle half-requests then cost a file descriptor and a few KB
 each, never a thread, and die within the timeout.
 
 It also keeps connections evenly spread over the workers (``spread.py``): a worker
-holding more connections than the least loaded of its siblings stops accepting
-until they catch up.
+holding more than ``spread.SLACK`` connections above the least loaded of its siblings
+stops accepting until they catch up.
 
 Limits: request bodies and response writes still happen in the pool thread
 on a blocking socket (gunicorn bounds the body drain after a response at 5 s;
