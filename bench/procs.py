@@ -17,7 +17,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence, TypeVar
+
+from cluster_service.observability.metric_batch import FLUSH_EVERY_S
+
+T = TypeVar("T")
 
 
 class StartError(RuntimeError):
@@ -195,3 +199,22 @@ def cpu_seconds(pids: list[int]) -> float:
         fields = stat[stat.rfind(")") + 2:].split()
         total += (int(fields[11]) + int(fields[12])) / ticks
     return total
+
+
+# Longer than the service's metric flush interval: two equal scrapes this far apart
+# mean every worker has written its batched updates.
+SETTLE_POLL_S = FLUSH_EVERY_S + 0.1
+
+
+def settled(read: Callable[[], T], timeout: float = 5.0) -> T:
+    """``read()`` once two results ``SETTLE_POLL_S`` apart agree (or at the deadline):
+    the service's counters after requests still queued when a load stopped finished."""
+    deadline = time.monotonic() + timeout
+    last = read()
+    while time.monotonic() < deadline:
+        time.sleep(SETTLE_POLL_S)  # poll interval between two reads
+        current = read()
+        if current == last:
+            break
+        last = current
+    return last

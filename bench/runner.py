@@ -25,10 +25,6 @@ METRIC = "cluster_rpc_published_total"
 _SAMPLE = re.compile(r"^" + METRIC + r"(\{[^}]*\})?\s+([0-9.eE+-]+)")
 _QUEUE_LABEL = re.compile(r'queue="([^"]*)"')
 
-# Longer than the service's metric flush interval (observability/metric_batch.py):
-# two equal scrapes this far apart mean every worker has written its updates.
-SETTLE_POLL_S = 0.6
-
 
 @dataclass(frozen=True)
 class Options:
@@ -146,15 +142,7 @@ class ConfigRun:
         """
         if not self.config.service:
             return None
-        deadline = time.monotonic() + timeout
-        last = scrape_rpcs(self.port)
-        while time.monotonic() < deadline:
-            time.sleep(SETTLE_POLL_S)  # longer than a worker's metric flush interval
-            current = scrape_rpcs(self.port)
-            if current == last:
-                break
-            last = current
-        return last
+        return procs.settled(lambda: scrape_rpcs(self.port), timeout)
 
     def _start_peers(self, group: procs.ProcessGroup, stats_file: Path) -> list[procs.Child]:
         env = {**os.environ, **self.broker.as_env(), **self.names.service_env(),

@@ -47,10 +47,6 @@ DELIVERY_TARGET = 2.0
 AUTH_RPC_TARGET = 2
 DEFAULT_AUTH_CACHE_URI = "redis://127.0.0.1:6379/12"
 
-# Longer than the service's metric flush interval (observability/metric_batch.py):
-# two equal scrapes this far apart mean every worker has written its updates.
-SETTLE_POLL_S = 0.6
-
 
 @dataclass(frozen=True)
 class ScaleOutOptions:
@@ -211,15 +207,7 @@ class Cell:
 
     def _settled(self, timeout: float = 5.0) -> dict[str, float]:
         """The counters once requests still queued when the load stopped have finished."""
-        deadline = time.monotonic() + timeout
-        last = self._scrape()
-        while time.monotonic() < deadline:
-            time.sleep(SETTLE_POLL_S)  # longer than a worker's metric flush interval
-            current = self._scrape()
-            if current == last:
-                break
-            last = current
-        return last
+        return procs.settled(self._scrape, timeout)
 
     def _summary(self, measured: LoadResult, before: dict[str, float],
                  after: dict[str, float], peer_auth: int | None) -> dict[str, Any]:
