@@ -512,3 +512,27 @@ class TestExpiration:
         from cluster_service.rpc.pending import expiration_ms
 
         assert expiration_ms(timeout, remaining) == expected
+
+
+def test_racing_outcomes_decide_a_waiting_call_exactly_once() -> None:
+    """A reply and a failure from two threads at once: one wins, the waiter sees that one."""
+    for _ in range(200):
+        call = PendingCall("id", QUEUE)
+        start = threading.Barrier(2)
+        won: list[bool] = []
+
+        def reply() -> None:
+            start.wait(1)
+            won.append(call.resolve(b"{}"))
+
+        thread = threading.Thread(target=reply)
+        thread.start()
+        start.wait(1)
+        call.fail(BrokerUnavailable())
+        thread.join(1)
+        try:
+            outcome = call.wait(1, 1)
+        except BrokerUnavailable:
+            assert won == [False]
+        else:
+            assert outcome == b"{}" and won == [True]

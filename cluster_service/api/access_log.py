@@ -4,16 +4,23 @@ Probe and scrape endpoints (``/health``, ``/ready``, ``/metrics``) are counted i
 the metrics like every request, but their access lines are logged at DEBUG:
 Kubernetes calls them every few seconds per pod, and at INFO they would drown
 the lines an operator is looking for.
+
+The line is written once the response has been sent (``call_on_close``: gunicorn
+closes the response after writing its body, a client that hung up included), so
+building and queueing the record is not part of the client's wait; its duration
+is that of the app, up to the response being ready, as before.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
 from flask import Flask, Response, g, request
 
 from ..observability import metrics
+from ..observability.request_context import current_request_id
 
 log = logging.getLogger("cluster_service.access")
 
@@ -36,9 +43,12 @@ def init_app(app: Flask, metrics_enabled: bool = True) -> None:
             metrics.observe_request(endpoint, request.method, response.status_code, seconds)
         level = logging.DEBUG if endpoint.endswith(QUIET_SUFFIXES) else logging.INFO
         if log.isEnabledFor(level):
-            log.log(level, "request", extra={
+            # Read now: the request context (and its request id) is gone by the time
+            # the response is closed.
+            response.call_on_close(functools.partial(log.log, level, "request", extra={
+                "request_id": current_request_id(),
                 "event": "access", "method": request.method, "path": request.path,
                 "status": response.status_code, "duration_ms": round(seconds * 1000, 2),
                 "key_fp": g.get("key_fp"), "client": request.remote_addr,
-                "user_id": getattr(g.get("user"), "id", None)})
+                "user_id": getattr(g.get("user"), "id", None)}))
         return response

@@ -1,4 +1,4 @@
-"""Log records written by one background thread per process, not by the thread that logs.
+"""Log records written in batches by one background thread per process, not by the logger.
 
 Why: a handler writes under its own lock. With many request threads each writing
 its access line, a thread that loses the GIL while it holds that lock (a JSON
@@ -9,6 +9,14 @@ Here the logging thread only merges its message and puts the record on a queue
 (the request id and pid are read by the filter before that, in the thread they
 belong to); one writer thread formats and writes, so no request thread ever waits
 for a write.
+
+Why batches: a writer woken for every record costs each request a thread switch,
+the GIL taken twice more and a write call; against slow agents those hand-offs,
+not the formatting, were what the access line cost (docs/performance.md, "Slow
+agents"). The writer sleeps until a record arrives, then lingers ``LINGER_S`` so
+that the rest of a burst gathers, and writes everything queued with one write
+and one flush. A line is therefore on disk at most ``LINGER_S`` after it was
+logged, or at once on ``flush()``.
 
 Lines keep their order within each thread. ``flush()`` waits (with a timeout)
 until every record queued before it is written; ``close()`` (logging's shutdown
@@ -23,44 +31,108 @@ import logging.handlers
 import os
 import queue
 import threading
+import time
 
 FLUSH_TIMEOUT_S = 5.0
+LINGER_S = 0.05
+# At most this many records per write, so that one huge burst is not held in memory twice.
+MAX_BATCH = 2048
 
 
 class _Marker(logging.LogRecord):
-    """Queued by ``flush``: set once the writer has reached it."""
+    """Queued by ``flush``: set once the writer has written everything queued before it."""
 
     def __init__(self) -> None:
         super().__init__("cluster_service.log_writer", logging.DEBUG, "", 0, "", None, None)
         self.reached = threading.Event()
 
 
-class _Writer(logging.handlers.QueueListener):
-    def handle(self, record: logging.LogRecord) -> None:
-        if isinstance(record, _Marker):
-            record.reached.set()
+_STOP = None  # queued by close(): the writer writes what came before it and ends
+
+
+class _Writer:
+    """The one thread that formats and writes this process's records."""
+
+    def __init__(self, records: "queue.SimpleQueue[logging.LogRecord | None]",
+                 target: logging.Handler, linger: float) -> None:
+        self.records, self.target, self.linger = records, target, linger
+        self.thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            first = self.records.get()
+            if self.linger > 0 and first is not _STOP and not isinstance(first, _Marker):
+                time.sleep(self.linger)
+            batch = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self.records.get_nowait())
+                except queue.Empty:
+                    break
+            if not self._write(batch):
+                return
+
+    def _write(self, batch: "list[logging.LogRecord | None]") -> bool:
+        """Write ``batch`` in order; False once the stop mark was reached."""
+        pending: list[str] = []
+        for record in batch:
+            if record is _STOP or isinstance(record, _Marker):
+                self._flush(pending)
+                if record is _STOP:
+                    return False
+                record.reached.set()
+            elif record.levelno >= self.target.level and self.target.filter(record):
+                if self._batchable():
+                    pending.append(self._format(record))
+                else:
+                    self.target.handle(record)
+        self._flush(pending)
+        return True
+
+    def _batchable(self) -> bool:
+        return type(self.target) in (logging.StreamHandler, logging.FileHandler) and \
+            getattr(self.target, "stream", None) is not None
+
+    def _format(self, record: logging.LogRecord) -> str:
+        try:
+            return self.target.format(record) + getattr(self.target, "terminator", "\n")
+        except Exception:
+            self.target.handleError(record)
+            return ""
+
+    def _flush(self, pending: list[str]) -> None:
+        if not pending:
             return
-        super().handle(record)
+        target = self.target
+        assert isinstance(target, logging.StreamHandler)  # nosec B101 - _batchable said so
+        text = "".join(pending)
+        pending.clear()
+        target.acquire()
+        try:
+            target.stream.write(text)
+            target.flush()
+        except Exception:
+            target.handleError(logging.LogRecord("cluster_service.log_writer", logging.ERROR,
+                                                 "", 0, "log write failed", None, None))
+        finally:
+            target.release()
 
 
 class BackgroundLogHandler(logging.handlers.QueueHandler):
     """Queues records for ``target``, which a writer thread of this process handles."""
 
-    def __init__(self, target: logging.Handler) -> None:
+    def __init__(self, target: logging.Handler, linger: float = LINGER_S) -> None:
         self.target = target
+        self.linger = linger
         super().__init__(queue.SimpleQueue())
-        self._writer: _Writer | None = self._start()
+        self._writer: _Writer | None = _Writer(self.queue, target, linger)
         os.register_at_fork(after_in_child=self._after_fork)
-
-    def _start(self) -> _Writer:
-        writer = _Writer(self.queue, self.target)
-        writer.start()
-        return writer
 
     def _after_fork(self) -> None:
         if self._writer is not None:  # a closed handler stays closed
             self.queue = queue.SimpleQueue()
-            self._writer = self._start()
+            self._writer = _Writer(self.queue, self.target, self.linger)
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         """Merge the message with its arguments here; the writer formats the rest."""
@@ -69,18 +141,17 @@ class BackgroundLogHandler(logging.handlers.QueueHandler):
 
     def flush(self) -> None:
         """Wait until everything queued so far is written (at most FLUSH_TIMEOUT_S)."""
+        if self._writer is None:
+            return
         marker = _Marker()
         self.queue.put_nowait(marker)
-        if marker.reached.wait(FLUSH_TIMEOUT_S):
-            self.target.flush()
+        marker.reached.wait(FLUSH_TIMEOUT_S)
 
     def close(self) -> None:
         """Write what is queued, stop the writer, close the target."""
         writer, self._writer = self._writer, None
-        if writer is not None and writer._thread is not None:
-            self.flush()
-            writer.enqueue_sentinel()
-            writer._thread.join(FLUSH_TIMEOUT_S)
-            writer._thread = None
+        if writer is not None:
+            self.queue.put_nowait(_STOP)
+            writer.thread.join(FLUSH_TIMEOUT_S)
         self.target.close()
         super().close()

@@ -14,39 +14,50 @@ from ..errors import RpcError, RpcTimeout
 
 
 class PendingCall:
-    """One request waiting for its reply."""
+    """One request waiting for its reply.
 
-    __slots__ = ("request_id", "queue", "_event", "_body", "_error")
+    The waiting thread blocks on a lock that the deciding thread releases: one
+    wake-up. (An Event would wake the waiter into its Condition's lock, which the
+    setter still holds, and under load often make it wait a second time.)
+    """
+
+    __slots__ = ("request_id", "queue", "_decided", "_guard", "_done", "_body", "_error")
 
     def __init__(self, request_id: str, queue: str) -> None:
         self.request_id = request_id
         self.queue = queue
-        self._event = threading.Event()
+        self._decided = False
+        self._guard = threading.Lock()  # makes "first outcome wins" atomic
+        self._done = threading.Lock()   # held until decided; released once
+        self._done.acquire()
         self._body: bytes | None = None
         self._error: RpcError | None = None
 
+    def _decide(self, body: bytes | None, error: RpcError | None) -> bool:
+        with self._guard:
+            if self._decided:
+                return False
+            self._decided = True
+        self._body, self._error = body, error
+        self._done.release()
+        return True
+
     def resolve(self, body: bytes) -> bool:
         """Called by the I/O thread with the reply body; False if already resolved or failed."""
-        if self._event.is_set():
-            return False
-        self._body = body
-        self._event.set()
-        return True
+        return self._decide(body, None)
 
     def fail(self, error: RpcError) -> None:
         """Called when the reply can never come (connection lost, publish failed)."""
-        if self._event.is_set():  # a reply (or an earlier failure) already decided it
-            return
-        self._error = error
-        self._event.set()
+        self._decide(None, error)  # a reply (or an earlier failure) may have decided it
 
     def wait(self, seconds: float, timeout: float) -> bytes:
         """Block until resolved, failed, or ``seconds`` passed (``timeout``: the call's budget)."""
-        if not self._event.wait(seconds):
+        if not self._done.acquire(timeout=max(0.0, seconds)):
             raise RpcTimeout(timeout)
+        self._done.release()  # a second wait (none today) returns at once too
         if self._error is not None:
             raise self._error
-        # Set together with the event.
+        # Set before the lock was released.
         assert self._body is not None  # nosec B101
         return self._body
 

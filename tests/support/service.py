@@ -17,6 +17,8 @@ from typing import Any, Callable
 
 import requests
 
+from cluster_service.observability.log_writer import LINGER_S
+
 REPO = Path(__file__).resolve().parents[2]
 BASE = "/api/v3.0/cluster"
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
@@ -153,7 +155,22 @@ class ServiceProcess:
         terminate(self.proc, timeout)
         return self.proc.returncode
 
-    def logs(self) -> str:
+    def logs(self, settle: float = 3 * LINGER_S, deadline_s: float = 5.0) -> str:
+        """The log so far, read once it has stopped growing for ``settle`` seconds.
+
+        The service writes its lines in batches, up to ``LINGER_S`` after they are
+        logged, and an access line only after its response was sent: a line for a
+        response the test already holds may still be on its way.
+        """
+        deadline = time.monotonic() + deadline_s
+        size, quiet_since = -1, time.monotonic()
+        while True:
+            now_size = self.log_path.stat().st_size if self.log_path.exists() else 0
+            if now_size != size:
+                size, quiet_since = now_size, time.monotonic()
+            elif time.monotonic() - quiet_since >= settle or time.monotonic() > deadline:
+                break
+            time.sleep(LINGER_S / 5)  # a poll interval, not a wait for an outcome
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def json_logs(self) -> list[dict[str, Any]]:
