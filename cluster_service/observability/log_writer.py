@@ -125,14 +125,16 @@ class BackgroundLogHandler(logging.handlers.QueueHandler):
     def __init__(self, target: logging.Handler, linger: float = LINGER_S) -> None:
         self.target = target
         self.linger = linger
-        super().__init__(queue.SimpleQueue())
-        self._writer: _Writer | None = _Writer(self.queue, target, linger)
+        records: "queue.SimpleQueue[logging.LogRecord | None]" = queue.SimpleQueue()
+        super().__init__(records)
+        self._writer: _Writer | None = _Writer(records, target, linger)
         os.register_at_fork(after_in_child=self._after_fork)
 
     def _after_fork(self) -> None:
         if self._writer is not None:  # a closed handler stays closed
-            self.queue = queue.SimpleQueue()
-            self._writer = _Writer(self.queue, self.target, self.linger)
+            records: "queue.SimpleQueue[logging.LogRecord | None]" = queue.SimpleQueue()
+            self.queue = records
+            self._writer = _Writer(records, self.target, self.linger)
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         """Merge the message with its arguments here; the writer formats the rest."""
