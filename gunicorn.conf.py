@@ -4,8 +4,11 @@ Why these choices:
 * ``gthread`` workers, sized for waiting: a cluster call spends 0.2 s to a few
   seconds waiting for the agent and a millisecond or two of CPU, so a request
   in flight costs a blocked thread and a little memory, not a core. Defaults:
-  ``WEB_CONCURRENCY=2`` workers x ``GUNICORN_THREADS=256`` threads for a pod of
-  1 CPU and 512 MB. Little's law: 256 clients of a 1 s agent need 256 requests
+  ``WEB_CONCURRENCY=3`` workers x ``GUNICORN_THREADS=256`` threads for a pod of
+  1 CPU and 512 MB. Three workers rather than two, though the pod has one CPU:
+  every request is several thread wake-ups (main loop, request thread, I/O
+  thread), each waiting for its worker's GIL, and a third worker spreads those
+  queues thinner (measured: docs/operations.md section 6). Little's law: 256 clients of a 1 s agent need 256 requests
   in flight; each worker can hold all of them, because keep-alive connections
   do not spread evenly over workers. Threads are started on demand and an idle
   one costs ~90 KB of RSS (measured, docs/operations.md), so the ceiling is
@@ -28,6 +31,7 @@ Why these choices:
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import sys
@@ -111,11 +115,21 @@ GIL_SWITCH_INTERVAL = 0.0005
 
 
 def post_worker_init(worker: Any) -> None:
-    """Connect to the broker in the worker, after fork, before serving."""
+    """Connect to the broker in the worker, after fork, before serving; then freeze the
+    objects made so far out of the garbage collector's reach.
+
+    Why freeze: every object alive after start-up (modules, the app, its routes and
+    schemas: most of the heap) lives as long as the worker, yet each full collection
+    walked all of them, holding the GIL, and so stopped every thread of the worker:
+    pauses of 40-100 ms every few seconds under load, the tail of every request in
+    flight and of the probes. Frozen, a full collection walks only what requests made
+    (docs/performance.md, "Slow agents").
+    """
     from cluster_service.api.extension import start
 
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     start(worker.wsgi)
+    gc.freeze()
 
 
 def worker_exit(server: Any, worker: Any) -> None:

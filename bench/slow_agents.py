@@ -4,7 +4,7 @@ Stand-in peers answer get-namespaces after a set latency (0.2 s, 1 s). C client
 threads (16, 64, 256) each loop ``GET /namespaces`` over 24 agents on one
 keep-alive connection; client i asks with cluster_id i, so no two clients share
 a single flight and every request is one RPC. The service runs on its
-**default** settings (2 workers x 256 threads); the anchor is the bare one-RPC
+**default** settings (3 workers x 256 threads); the anchor is the bare one-RPC
 Flask app (``bench/apps/bare_rpc.py``, 2 x 16 threads) against the same peers,
 in the same run. Per row: req/s, its share of the ideal C / latency (Little's
 law), p50, p99, statuses, RSS per worker. During the C = 256 rows a client

@@ -51,7 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "ssl_keyfile": "key.pem",
     "ssl_certfile": "cert.pem",
     "header_read_timeout": 10.0,
-    "web_concurrency": 2,
+    "web_concurrency": 3,
     "gunicorn_threads": 256,
     "max_inflight_rpcs": 256,
     "max_inflight_per_agent": 16,

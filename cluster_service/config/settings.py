@@ -58,7 +58,7 @@ class Settings:
 
     header_read_timeout: float = 10.0
 
-    web_concurrency: int = 2
+    web_concurrency: int = 3
     gunicorn_threads: int = 256
     max_inflight_rpcs: int = 256
     max_inflight_per_agent: int = 16

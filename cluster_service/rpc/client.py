@@ -11,14 +11,16 @@ Threading model (one instance per gunicorn worker process)
   Each call first takes one of the worker's RPC slots (``admission.Slots``,
   ``MAX_INFLIGHT_RPCS``: it bounds the memory replies can hold), waiting in
   line no later than the call's deadline. It then creates one
-  :class:`PendingCall` (an Event plus a result slot), registers it in
-  ``_pending`` under ``_lock``, asks the transport to publish, and blocks on
-  the Event until the deadline. Request threads never touch pika objects;
-  ``Transport.publish`` only hands a closure to the I/O thread.
+  :class:`PendingCall` (a lock released once decided, plus a result slot),
+  registers it in ``_pending`` under ``_lock``, asks the transport to publish, and blocks on
+  it until the deadline. Request threads never touch pika objects;
+  ``Transport.publish`` only hands the request to the I/O thread (the pika
+  transport queues it in its outbox and wakes the I/O thread for the first of a
+  batch, ``outbox.py``).
 * **The I/O thread** (owned by the transport) is the only thread that touches
   the pika connection. It delivers every reply to :meth:`on_reply` and every
   connection change to :meth:`on_connection_change`. Both are short: they look
-  up or fail pending calls and set their Events; they never block. Connection
+  up or fail pending calls and wake their waiters; they never block. Connection
   listeners (``add_connection_listener``) run there too and are just as short.
 * **Consumer presence** (fail fast when a peer is down): before publishing, a
   request thread asks ``Transport.consumer_count(queue)``. That reads a cache
@@ -235,7 +237,7 @@ class RpcClient:
         fixed = source_queue in self._fixed_queues
         self._observer.reply_received("relayed" if relayed else "fixed" if fixed else "own")
         # Lock-free reads: a single dict.get is atomic under the GIL, and a call
-        # removed concurrently only means its Event is set after nobody waits.
+        # removed concurrently only means it is decided after nobody waits.
         call = self._pending.get(correlation_id) if correlation_id else None
         if len(body) > self._max_reply_bytes:
             # Never parsed: a huge reply would cost every waiting thread its memory.

@@ -4,9 +4,11 @@ pika 1.4's ``BlockingConnection`` is not thread-safe: its only thread-safe
 method is ``add_callback_threadsafe``. So one daemon thread per worker process
 (``amqp-io``) creates the connection, owns it and its single channel, and loops
 ``process_data_events(time_limit=1)``. That loop also services heartbeats when
-no HTTP traffic comes. Request threads hand publishes over as closures via
-``add_callback_threadsafe``; consumer callbacks and connection changes are
-reported to the RPC logic (``client.RpcClient``) from this thread.
+no HTTP traffic comes. Request threads hand publishes over through an outbox
+(``outbox.py``): the first of a batch wakes the I/O thread with
+``add_callback_threadsafe``, and this thread then publishes the whole batch.
+Consumer callbacks and connection changes are reported to the RPC logic
+(``client.RpcClient``) from this thread.
 
 Queues: the request and results queues are shared with the existing KubeSage
 peers and declared exactly as they declare them (``pika_connection.py``). Each
@@ -42,6 +44,7 @@ from ..errors import BrokerUnavailable
 from ..observability.observer import Observer
 from .consumer_presence import ConsumerPresence
 from .fanout import call_quietly, declare_listener
+from .outbox import Outbox
 from .pika_connection import (close_quietly, connection_parameters, declare_reply_queue,
                               declare_shared_queues, request_properties)
 from .relay import on_returned, relay, relayed_from
@@ -78,6 +81,7 @@ class PikaTransport:
         self._cancelled = False
         self._on_change: Callable[..., None] | None = None
         self._presence = ConsumerPresence(peers)
+        self._outbox: Outbox[tuple[OutgoingRequest, Callable[[str], None]]] = Outbox()
 
     @property
     def reply_queue(self) -> str:
@@ -106,14 +110,15 @@ class PikaTransport:
         self._thread.start()
 
     def publish(self, request: OutgoingRequest, on_failure: Callable[[str], None]) -> None:
-        """Hand one publish to the I/O thread. Raises BrokerUnavailable when disconnected."""
+        """Hand one publish to the I/O thread (``outbox.py``). Raises BrokerUnavailable
+        when disconnected."""
         with self._lock:
             connection = self._connection
             if connection is None:
                 raise BrokerUnavailable()
             try:
-                connection.add_callback_threadsafe(
-                    functools.partial(self._publish, request, on_failure))
+                self._outbox.put((request, on_failure),
+                                 lambda: connection.add_callback_threadsafe(self._drain))
             except pika.exceptions.ConnectionWrongStateError:
                 raise BrokerUnavailable() from None
 
@@ -227,6 +232,8 @@ class PikaTransport:
         with self._lock:
             connection, self._connection, self._channel = self._connection, None, None
             self._reply_queue = ""
+        for request, on_failure in self._outbox.take():  # handed over, never published
+            on_failure(request.request_id)
         self._presence.reset()  # unknown until the next connection says
         if connection is None:
             if self._on_change is not None:
@@ -270,8 +277,13 @@ class PikaTransport:
         """Called by pika when the broker cancels one of our consumers."""
         self._cancelled = True
 
+    def _drain(self) -> None:
+        """Publish what request threads handed over. Called by pika in the I/O thread."""
+        for request, on_failure in self._outbox.take():
+            self._publish(request, on_failure)
+
     def _publish(self, request: OutgoingRequest, on_failure: Callable[[str], None]) -> None:
-        """Publish one request. Called by pika in the I/O thread."""
+        """Publish one request (I/O thread)."""
         channel = self._channel
         if channel is None or not channel.is_open:
             on_failure(request.request_id)

@@ -30,9 +30,10 @@ NS_QUEUE_VAR = "NAMESPACE_REQUEST_QUEUE"
 class TestSlowAgentsOnDefaultSettings:
     def test_a_burst_as_large_as_the_configured_concurrency_to_half_second_agents_is_all_200(
             self, peers: Any, service_factory: Callable[..., ServiceProcess]) -> None:
-        service = service_factory()  # the shipped defaults: 2 workers x 256 threads
+        defaults = load_settings({})  # the shipped defaults: 3 workers x 256 threads
+        service = service_factory(WEB_CONCURRENCY=str(defaults.web_concurrency),
+                                  GUNICORN_THREADS=str(defaults.gunicorn_threads))
         warm_auth(service)
-        defaults = load_settings({})
         burst = defaults.web_concurrency * defaults.gunicorn_threads
         outcomes = run_together([partial(namespaces, service, f"slow-500-b{i % 24}", i)
                                  for i in range(burst)])
