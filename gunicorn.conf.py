@@ -2,19 +2,19 @@
 
 Why these choices:
 * ``gthread`` workers, sized for waiting: a cluster call spends 0.2 s to a few
-  seconds waiting for the agent and a millisecond or two of CPU, so a request
-  in flight costs a blocked thread and a little memory, not a core. Defaults:
-  ``WEB_CONCURRENCY=3`` workers x ``GUNICORN_THREADS=256`` threads for a pod of
-  1 CPU and 512 MB. Three workers rather than two, though the pod has one CPU:
-  every request is several thread wake-ups (main loop, request thread, I/O
-  thread), each waiting for its worker's GIL, and a third worker spreads those
-  queues thinner (measured: docs/operations.md section 6). Little's law: 256 clients of a 1 s agent need 256 requests
-  in flight; each worker can hold all of them, because keep-alive connections
-  do not spread evenly over workers. Threads are started on demand and an idle
-  one costs ~90 KB of RSS (measured, docs/operations.md), so the ceiling is
-  cheap. /health and /ready find a free thread as long as a worker has fewer
-  requests in progress than threads; a hung agent stops taking threads once its
-  circuit breaker opens (``concurrency/breaker.py``).
+  seconds waiting for the agent and a millisecond or two of CPU, so a request in
+  flight costs a blocked thread and a little memory, not a core. Defaults:
+  ``WEB_CONCURRENCY=3`` workers x ``GUNICORN_THREADS=256`` threads for a pod of 1
+  CPU and 512 MB. Three workers rather than two, though the pod has one CPU: every
+  request is several thread wake-ups (main loop, request thread, I/O thread), each
+  waiting for its worker's GIL, and a third worker spreads those queues thinner
+  (measured: docs/operations.md section 6). Little's law: 256 clients of a 1 s
+  agent need 256 requests in flight; each worker can hold all of them, because
+  keep-alive connections do not spread evenly over workers. Threads are started on
+  demand and an idle one costs ~90 KB of RSS (measured, docs/operations.md), so
+  the ceiling is cheap. /health and /ready find a free thread as long as a worker
+  has fewer requests in progress than threads; a hung agent stops taking threads
+  once its circuit breaker opens (``concurrency/breaker.py``).
   ``worker_connections`` stays above ``threads`` so keep-alive stays on.
 * ``timeout`` and ``graceful_timeout`` exceed the longest request we can hold
   (``Settings.worker_timeout`` and ``worker_graceful_timeout``, from

@@ -105,7 +105,8 @@ class _Writer:
         if not pending:
             return
         target = self.target
-        assert isinstance(target, logging.StreamHandler)  # nosec B101 - _batchable said so
+        # _batchable() said so.
+        assert isinstance(target, logging.StreamHandler)  # nosec B101
         text = "".join(pending)
         pending.clear()
         target.acquire()
