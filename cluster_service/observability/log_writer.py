@@ -56,6 +56,9 @@ class _Writer:
     def __init__(self, records: "queue.SimpleQueue[logging.LogRecord | None]",
                  target: logging.Handler, linger: float) -> None:
         self.records, self.target, self.linger = records, target, linger
+        # Plain stream and file handlers are written a batch at a time; any other
+        # handler gets its records one by one, through its own handle().
+        self.batchable = type(target) in (logging.StreamHandler, logging.FileHandler)
         self.thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
         self.thread.start()
 
@@ -83,16 +86,12 @@ class _Writer:
                     return False
                 record.reached.set()
             elif record.levelno >= self.target.level and self.target.filter(record):
-                if self._batchable():
+                if self.batchable and getattr(self.target, "stream", None) is not None:
                     pending.append(self._format(record))
                 else:
                     self.target.handle(record)
         self._flush(pending)
         return True
-
-    def _batchable(self) -> bool:
-        return type(self.target) in (logging.StreamHandler, logging.FileHandler) and \
-            getattr(self.target, "stream", None) is not None
 
     def _format(self, record: logging.LogRecord) -> str:
         try:
@@ -105,7 +104,7 @@ class _Writer:
         if not pending:
             return
         target = self.target
-        # _batchable() said so.
+        # Only batchable targets get here.
         assert isinstance(target, logging.StreamHandler)  # nosec B101
         text = "".join(pending)
         pending.clear()
@@ -126,16 +125,19 @@ class BackgroundLogHandler(logging.handlers.QueueHandler):
     def __init__(self, target: logging.Handler, linger: float = LINGER_S) -> None:
         self.target = target
         self.linger = linger
-        records: "queue.SimpleQueue[logging.LogRecord | None]" = queue.SimpleQueue()
-        super().__init__(records)
-        self._writer: _Writer | None = _Writer(records, target, linger)
+        super().__init__(queue.SimpleQueue())
+        self._writer: _Writer | None = self._start()
         os.register_at_fork(after_in_child=self._after_fork)
+
+    def _start(self) -> _Writer:
+        """A new queue and the writer thread that empties it."""
+        records: "queue.SimpleQueue[logging.LogRecord | None]" = queue.SimpleQueue()
+        self.queue = records
+        return _Writer(records, self.target, self.linger)
 
     def _after_fork(self) -> None:
         if self._writer is not None:  # a closed handler stays closed
-            records: "queue.SimpleQueue[logging.LogRecord | None]" = queue.SimpleQueue()
-            self.queue = records
-            self._writer = _Writer(records, self.target, self.linger)
+            self._writer = self._start()
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         """Merge the message with its arguments here; the writer formats the rest."""

@@ -156,21 +156,23 @@ class ServiceProcess:
         return self.proc.returncode
 
     def logs(self, settle: float = 3 * LINGER_S, deadline_s: float = 5.0) -> str:
-        """The log so far, read once it has stopped growing for ``settle`` seconds.
+        """The log so far, once two sizes ``settle`` seconds apart agree (or at the deadline).
 
         The service writes its lines in batches, up to ``LINGER_S`` after they are
         logged, and an access line only after its response was sent: a line for a
         response the test already holds may still be on its way.
         """
+        def size() -> int:
+            return self.log_path.stat().st_size if self.log_path.exists() else 0
+
         deadline = time.monotonic() + deadline_s
-        size, quiet_since = -1, time.monotonic()
-        while True:
-            now_size = self.log_path.stat().st_size if self.log_path.exists() else 0
-            if now_size != size:
-                size, quiet_since = now_size, time.monotonic()
-            elif time.monotonic() - quiet_since >= settle or time.monotonic() > deadline:
+        last = size()
+        while time.monotonic() < deadline:
+            time.sleep(settle)  # poll interval between two reads
+            current = size()
+            if current == last:
                 break
-            time.sleep(LINGER_S / 5)  # a poll interval, not a wait for an outcome
+            last = current
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def json_logs(self) -> list[dict[str, Any]]:
