@@ -206,13 +206,14 @@ def cpu_seconds(pids: list[int]) -> float:
 SETTLE_POLL_S = FLUSH_EVERY_S + 0.1
 
 
-def settled(read: Callable[[], T], timeout: float = 5.0) -> T:
-    """``read()`` once two results ``SETTLE_POLL_S`` apart agree (or at the deadline):
-    the service's counters after requests still queued when a load stopped finished."""
+def settled(read: Callable[[], T], timeout: float = 5.0, interval: float = SETTLE_POLL_S) -> T:
+    """``read()`` once two results ``interval`` apart agree (or at the deadline): by
+    default the service's counters after requests still queued when a load stopped
+    finished (the tests also read its batched log this way)."""
     deadline = time.monotonic() + timeout
     last = read()
     while time.monotonic() < deadline:
-        time.sleep(SETTLE_POLL_S)  # poll interval between two reads
+        time.sleep(interval)  # poll interval between two reads
         current = read()
         if current == last:
             break

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import requests
 
+from bench.procs import settled
 from cluster_service.observability.log_writer import LINGER_S
 
 REPO = Path(__file__).resolve().parents[2]
@@ -165,14 +166,7 @@ class ServiceProcess:
         def size() -> int:
             return self.log_path.stat().st_size if self.log_path.exists() else 0
 
-        deadline = time.monotonic() + deadline_s
-        last = size()
-        while time.monotonic() < deadline:
-            time.sleep(settle)  # poll interval between two reads
-            current = size()
-            if current == last:
-                break
-            last = current
+        settled(size, timeout=deadline_s, interval=settle)
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def json_logs(self) -> list[dict[str, Any]]:
