@@ -8,6 +8,7 @@ The shared-Redis behaviour with several gunicorn workers is in
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import time
 from typing import Callable
@@ -17,8 +18,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+import limits
+from flask_limiter import Limiter
+from flask_limiter._manager import LimitManager
+
 from cluster_service.domain.auth_guard import AuthFailureGuard
-from cluster_service.api.limiter import EXTENSION, api_key_identity
+from cluster_service.api.limiter import (EXTENSION, FALLBACK_MESSAGE, RECOVERED_MESSAGE,
+                                         STRATEGY, api_key_identity)
 
 from .conftest import API_KEY, BASE
 from .support.fake_transport import FakeTransport
@@ -222,29 +228,76 @@ class TestKeyNeverRaw:
         assert not any(hashlib.sha256(secret.encode()).hexdigest() in key for key in keys), keys
 
 
-class TestHooksOnlyWhereLimited:
-    """Flask-Limiter's request hooks run for the limited blueprints only; its own
-    before-request check not at all (the trampoline checks, after auth)."""
+class TestFlaskLimitersBehaviour:
+    """The per-key limit answers as Flask-Limiter's ``shared_limit`` does on a route, with
+    the limit parsed once at start and none of Flask-Limiter's request hooks."""
 
     @staticmethod
-    def limiter_hooks(app: Flask, hooks: dict) -> dict:
-        limiter = app.extensions[EXTENSION]
+    def reference(limit: int) -> tuple[FlaskClient, Limiter]:
+        """Flask-Limiter on a plain app, configured as the service configures it."""
+        app = Flask("reference")
+        limiter = Limiter(lambda: "key:" + hashlib.sha256(API_KEY.encode()).hexdigest(),
+                          app=app, storage_uri="memory://", strategy=STRATEGY,
+                          headers_enabled=True, retry_after="delta-seconds",
+                          in_memory_fallback_enabled=True, swallow_errors=True,
+                          key_prefix="cluster_service")
 
-        def owned(hook: object) -> bool:
-            bound = getattr(hook, "__self__", None) or getattr(hook, "args", [None])[0]
-            return bound is limiter
+        @app.get("/limited")
+        @limiter.shared_limit(f"{limit}/minute", scope="cluster")
+        def limited() -> str:
+            return "ok"
 
-        return {name: [h for h in funcs if owned(h)] for name, funcs in hooks.items()}
+        return app.test_client(), limiter
 
-    def test_probes_run_no_limiter_hook(self, make_app: Callable[..., Flask]) -> None:
+    @staticmethod
+    def headers(response: TestResponse) -> dict[str, int]:
+        return {name: int(response.headers[name])
+                for name in (*LIMIT_HEADERS, "Retry-After") if name in response.headers}
+
+    def test_statuses_headers_and_storage_keys_match_flask_limiter(
+            self, make_app: Callable[..., Flask]) -> None:
+        reference, reference_limiter = self.reference(limit=3)
+        app = make_app(RATE_LIMIT_ENABLED="true", RATE_LIMIT_REQUESTS_PER_MINUTE="3")
+        client = app.test_client()
+        for _ in range(5):
+            expected, got = reference.get("/limited"), get(client, AGENTS)
+            assert (got.status_code == 200) == (expected.status_code == 200)
+            assert got.status_code in (200, 429)
+            want, have = self.headers(expected), self.headers(got)
+            if expected.status_code == 200:
+                # Flask-Limiter's Retry-After on every response of a limited route; the
+                # service's only on its 429 (TestRetryAfter).
+                del want["Retry-After"]
+            assert set(have) == set(want)
+            for name, value in want.items():  # the clock may tick between the two
+                assert abs(have[name] - value) <= 1, (name, have, want)
+        storage = app.extensions[EXTENSION].storage
+        assert set(storage.storage) == set(reference_limiter.storage.storage)  # type: ignore
+        assert storage.storage and all(key.startswith("LIMITER/cluster_service/key:")
+                                       for key in storage.storage)
+
+    def test_no_flask_limiter_hook_runs(self, make_app: Callable[..., Flask]) -> None:
         app = make_app(RATE_LIMIT_ENABLED="true")
+        limiter = app.extensions[EXTENSION]
         for hooks in (app.before_request_funcs, app.after_request_funcs,
                       app.teardown_request_funcs):
-            assert not self.limiter_hooks(app, hooks).get(None)
-        assert not any(self.limiter_hooks(app, app.before_request_funcs).values())
-        for name in ("namespaces", "agents"):
-            assert len(self.limiter_hooks(app, app.after_request_funcs)[name]) == 1
-            assert len(self.limiter_hooks(app, app.teardown_request_funcs)[name]) == 1
+            for funcs in hooks.values():
+                for hook in funcs:
+                    bound = getattr(hook, "__self__", None) or next(
+                        iter(getattr(hook, "args", ()) or ()), None)
+                    assert bound is not limiter, hook
+
+    def test_the_limit_is_parsed_once_at_start(self, make_app: Callable[..., Flask],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+        client = limited_app(make_app, limit=2)
+
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise AssertionError("a limit resolved or parsed per request")
+
+        monkeypatch.setattr(LimitManager, "resolve_limits", refuse)
+        monkeypatch.setattr(limits, "parse", refuse)
+        monkeypatch.setattr(limits, "parse_many", refuse)
+        assert [get(client, NAMESPACES).status_code for _ in range(3)] == [200, 200, 429]
 
     def test_limited_responses_keep_their_headers(self, make_app: Callable[..., Flask]) -> None:
         client = limited_app(make_app, limit=2)
@@ -257,3 +310,35 @@ class TestHooksOnlyWhereLimited:
         for path in UNLIMITED:
             response = client.get(BASE + path)
             assert not any(h in response.headers for h in LIMIT_HEADERS), path
+
+
+class TestStorageOutage:
+    """Flask-Limiter's in-memory fallback: logged once, requests served on process limits,
+    back on the storage once it answers a check."""
+
+    def test_falls_back_once_and_recovers(self, make_app: Callable[..., Flask],
+                                          monkeypatch: pytest.MonkeyPatch,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+        caplog.set_level(logging.INFO, logger="flask-limiter")
+        app = make_app(RATE_LIMIT_ENABLED="true", RATE_LIMIT_REQUESTS_PER_MINUTE="3")
+        client = app.test_client()
+        key_limit = app.extensions["cluster_service"].key_limit
+        storage = app.extensions[EXTENSION].storage
+        assert get(client, AGENTS).status_code == 200
+
+        def down(*args: object, **kwargs: object) -> None:
+            raise ConnectionError("storage down")
+
+        with monkeypatch.context() as outage:
+            outage.setattr(key_limit._primary, "hit", down)
+            outage.setattr(key_limit._primary, "get_window_stats", down)
+            outage.setattr(storage, "check", lambda: False)
+            statuses = [get(client, AGENTS) for _ in range(4)]
+        assert [r.status_code for r in statuses] == [200, 200, 200, 429]
+        assert [r.headers["X-RateLimit-Remaining"] for r in statuses[:3]] == ["2", "1", "0"]
+        fallbacks = [r for r in caplog.records if r.getMessage() == FALLBACK_MESSAGE]
+        assert len(fallbacks) == 1 and fallbacks[0].name == "flask-limiter"
+
+        monkeypatch.setattr(key_limit, "_last_check", 0.0)  # the back-off has run out
+        assert get(client, AGENTS).headers["X-RateLimit-Remaining"] == "1"  # the storage's count
+        assert [r.getMessage() for r in caplog.records].count(RECOVERED_MESSAGE) == 1

@@ -5,10 +5,10 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, TypeVar, cast
 
-from flask import current_app, g, request
+from flask import g, request
 
 from ..domain.api_key import ApiKey
-from .contract import API_KEY_HEADER, LIMITED_CALL
+from .contract import API_KEY_HEADER
 from .extension import services
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -23,8 +23,8 @@ def request_api_key() -> ApiKey | None:
 
 
 def require_user(view: F) -> F:
-    """Authenticate the caller, then run the view under the per-key rate limit
-    (so only authenticated keys get limiter state).
+    """Authenticate the caller, then count the request against the key's rate limit
+    (so only authenticated keys get limiter state), then run the view.
 
     The user lands in ``g.user``.
     """
@@ -35,10 +35,10 @@ def require_user(view: F) -> F:
         if key is not None:
             g.key_fp = key.fingerprint
         found = services()
-        g.user = found.auth.authenticate(key, request.remote_addr)
-        limited = current_app.extensions.get(LIMITED_CALL)
-        if limited is None:
-            return view(*args, **kwargs)
-        return limited(view, *args, **kwargs)
+        client = request.remote_addr
+        g.user = found.auth.authenticate(key, client)
+        if found.key_limit is not None:
+            found.key_limit.enforce(key, client)
+        return view(*args, **kwargs)
 
     return cast(F, wrapper)

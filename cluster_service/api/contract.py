@@ -13,5 +13,3 @@ API_KEY_HEADER = "X-API-Key"
 REQUEST_ID_HEADER = "X-Request-ID"
 # A longer query string is refused before any view parses it.
 MAX_QUERY_STRING = 2048
-# The app extension that calls a view under the per-key rate limit (limiter.py).
-LIMITED_CALL = "cluster_limited_call"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import RequestRedirect
 
@@ -75,23 +75,23 @@ def _handle_unexpected(error: Exception) -> Response:
     return error_response(500, "internal_error", "Internal server error")
 
 
+def refuse_redirects(routing_exception: Exception | None, path: str) -> None:
+    """404 for a path werkzeug would answer with a redirect (see :func:`init_app`)."""
+    if isinstance(routing_exception, RequestRedirect) or "//" in path:
+        raise NotFound()
+
+
 def init_app(app: Flask) -> None:
     """Register the handlers on ``app``, and turn off redirects from path normalisation.
 
     werkzeug answers ``//`` in a path (merge_slashes) or a missing trailing slash
     (strict_slashes) with a 308 to a URL built from the ``Host`` header, with an
     HTML body and past every error handler: an open redirect to any host a client
-    names. Such paths are simply unknown here: the 404 envelope. (werkzeug also
-    ignores leading slashes; a ``//`` anywhere in the path is refused the same way.)
+    names. Such paths are simply unknown here: the 404 envelope (the request hooks
+    call :func:`refuse_redirects`). (werkzeug also ignores leading slashes; a ``//``
+    anywhere in the path is refused the same way.)
     """
     app.url_map.merge_slashes = False
-
-    @app.before_request
-    def _no_redirects() -> None:
-        if isinstance(request.routing_exception, RequestRedirect) \
-                or "//" in request.environ.get("PATH_INFO", ""):
-            raise NotFound()
-
     app.register_error_handler(exc.ClusterServiceError, _handle_domain)
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(Exception, _handle_unexpected)

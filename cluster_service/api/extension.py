@@ -8,6 +8,7 @@ hook calls :func:`start`, always after fork.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from flask import Flask, current_app
 
@@ -15,9 +16,17 @@ from ..config import Settings
 from ..domain.auth import Authenticator
 from ..domain.clusters import ClusterOperations
 from ..observability.observer import Observer
+from ..domain.api_key import ApiKey
 from ..rpc.client import RpcClient
 
 EXTENSION = "cluster_service"
+
+
+class RateLimit(Protocol):
+    """The per-key rate limit as ``require_user`` uses it (``limiter.KeyLimit``)."""
+
+    def enforce(self, key: ApiKey | None, client: str | None) -> object:
+        """Count one request; raise the 429 past the limit."""
 
 
 @dataclass
@@ -29,6 +38,8 @@ class Services:
     auth: Authenticator
     clusters: ClusterOperations
     observer: Observer
+    # The per-key rate limit (limiter.py sets it when RATE_LIMIT_ENABLED); None: no limit.
+    key_limit: RateLimit | None = None
 
 
 def init_app(app: Flask, services: Services) -> None:
@@ -39,6 +50,11 @@ def init_app(app: Flask, services: Services) -> None:
 def services() -> Services:
     """The current app's services (inside a request or app context)."""
     return current_app.extensions[EXTENSION]  # type: ignore[no-any-return]
+
+
+def services_of(app: Flask) -> Services:
+    """``app``'s services, outside a request."""
+    return app.extensions[EXTENSION]  # type: ignore[no-any-return]
 
 
 def start(app: Flask) -> None:

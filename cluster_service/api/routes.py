@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Flask
+from werkzeug.wrappers import Request
 
 from ..errors import InvalidRequest
 from . import agents, health, meta, namespaces
@@ -10,17 +11,22 @@ from .contract import BASE_PATH, MAX_QUERY_STRING
 
 
 def register_blueprints(app: Flask) -> None:
-    """Attach every blueprint to ``app``, and refuse a bad query string before any view."""
+    """Attach every blueprint to ``app``."""
     for module in (health, namespaces, agents, meta):
         app.register_blueprint(module.bp, url_prefix=BASE_PATH)
 
-    @app.before_request
-    def _refuse_bad_query() -> None:
-        if not request.query_string:  # probes carry none: skip the parse
-            return
-        if len(request.query_string) > MAX_QUERY_STRING:
-            raise InvalidRequest(f"query string: longer than {MAX_QUERY_STRING} bytes")
-        try:
-            request.args  # werkzeug decodes strictly: invalid UTF-8 raises here, not in views
-        except UnicodeDecodeError:
-            raise InvalidRequest("query string: not valid UTF-8") from None
+
+def refuse_bad_query(request: Request) -> None:
+    """Refuse a bad query string before any view: too long, or not UTF-8.
+
+    The request hooks (``request_cycle.py``) call it for every request.
+    """
+    query = request.query_string
+    if not query:  # probes carry none: skip the parse
+        return
+    if len(query) > MAX_QUERY_STRING:
+        raise InvalidRequest(f"query string: longer than {MAX_QUERY_STRING} bytes")
+    try:
+        request.args  # werkzeug decodes strictly: invalid UTF-8 raises here, not in views
+    except UnicodeDecodeError:
+        raise InvalidRequest("query string: not valid UTF-8") from None

@@ -18,6 +18,10 @@ that the rest of a burst gathers, and writes everything queued with one write
 and one flush. A line is therefore on disk at most ``LINGER_S`` after it was
 logged, or at once on ``flush()``.
 
+A caller that knows its line's fields can skip the LogRecord: :meth:`hand_over`
+queues the values and the function that renders them, and the writer thread
+calls it (the access line, one per request: ``api/access_log.py``).
+
 Lines keep their order within each thread. ``flush()`` waits (with a timeout)
 until every record queued before it is written; ``close()`` (logging's shutdown
 at exit calls both) stops the writer. A forked child starts its own writer: a
@@ -32,6 +36,7 @@ import os
 import queue
 import threading
 import time
+from typing import Any, Callable, NamedTuple, Union
 
 FLUSH_TIMEOUT_S = 5.0
 LINGER_S = 0.05
@@ -49,11 +54,24 @@ class _Marker(logging.LogRecord):
 
 _STOP = None  # queued by close(): the writer writes what came before it and ends
 
+Render = Callable[[float, Any], str]
+
+
+class _Line(NamedTuple):
+    """Values handed over by :meth:`BackgroundLogHandler.hand_over`, rendered by the writer."""
+
+    render: Render
+    created: float  # time.time() when handed over: the line's time
+    values: Any
+
+
+_Item = Union[logging.LogRecord, _Line, None]
+
 
 class _Writer:
     """The one thread that formats and writes this process's records."""
 
-    def __init__(self, records: "queue.SimpleQueue[logging.LogRecord | None]",
+    def __init__(self, records: "queue.SimpleQueue[_Item]",
                  target: logging.Handler, linger: float) -> None:
         self.records, self.target, self.linger = records, target, linger
         # Plain stream and file handlers are written a batch at a time; any other
@@ -76,11 +94,13 @@ class _Writer:
             if not self._write(batch):
                 return
 
-    def _write(self, batch: "list[logging.LogRecord | None]") -> bool:
+    def _write(self, batch: list[_Item]) -> bool:
         """Write ``batch`` in order; False once the stop mark was reached."""
         pending: list[str] = []
         for record in batch:
-            if record is _STOP or isinstance(record, _Marker):
+            if isinstance(record, _Line):
+                pending.append(self._render(record))
+            elif record is _STOP or isinstance(record, _Marker):
                 self._flush(pending)
                 if record is _STOP:
                     return False
@@ -92,6 +112,15 @@ class _Writer:
                     self.target.handle(record)
         self._flush(pending)
         return True
+
+    def _render(self, line: _Line) -> str:
+        try:
+            return line.render(line.created, line.values) + "\n"
+        except Exception:
+            self.target.handleError(logging.LogRecord(
+                "cluster_service.log_writer", logging.ERROR, "", 0, "log line not rendered",
+                None, None))
+            return ""
 
     def _format(self, record: logging.LogRecord) -> str:
         try:
@@ -131,13 +160,26 @@ class BackgroundLogHandler(logging.handlers.QueueHandler):
 
     def _start(self) -> _Writer:
         """A new queue and the writer thread that empties it."""
-        records: "queue.SimpleQueue[logging.LogRecord | None]" = queue.SimpleQueue()
+        records: "queue.SimpleQueue[_Item]" = queue.SimpleQueue()
         self.queue = records
         return _Writer(records, self.target, self.linger)
 
     def _after_fork(self) -> None:
         if self._writer is not None:  # a closed handler stays closed
             self._writer = self._start()
+
+    @property
+    def takes_lines(self) -> bool:
+        """Whether :meth:`hand_over` may be used: the target is a plain stream or file,
+        written a batch at a time, with no level or filter of its own."""
+        return (self._writer is not None and self._writer.batchable
+                and self.level == logging.NOTSET and self.target.level == logging.NOTSET
+                and not self.target.filters)
+
+    def hand_over(self, render: Render, values: Any) -> None:
+        """Queue one line: the writer thread calls ``render(created, values)`` for its text
+        (one JSON object, no newline), ``created`` being now."""
+        self.queue.put_nowait(_Line(render, time.time(), values))
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         """Merge the message with its arguments here; the writer formats the rest."""

@@ -21,6 +21,7 @@ from .request_context import current_request_id
 from .timestamps import utc_timestamp
 
 _HANDLER_NAME = "cluster_service"
+_installed: BackgroundLogHandler | None = None
 
 
 class _RequestIdFilter(logging.Filter):
@@ -59,11 +60,13 @@ def configure_logging(settings: Settings) -> None:
     # logging HOWTO's "Optimization"). Thread and pid stay: gunicorn's format uses the pid.
     logging._srcfile = None  # type: ignore[attr-defined]
     logging.logMultiprocessing = False
+    global _installed
     root = logging.getLogger()
     for old in list(root.handlers):
         if old.get_name() == _HANDLER_NAME:
             root.removeHandler(old)
             old.close()
+    _installed = None
     target: logging.Handler = (logging.FileHandler(settings.log_file, encoding="utf-8")
                                if settings.log_file else logging.StreamHandler(sys.stdout))
     target.setFormatter(_UtcJsonFormatter(
@@ -75,6 +78,7 @@ def configure_logging(settings: Settings) -> None:
     handler.set_name(_HANDLER_NAME)
     handler.addFilter(_RequestIdFilter())
     root.addHandler(handler)
+    _installed = handler
     root.setLevel(settings.log_level)
     # pika logs every connection step at INFO and its own tracebacks at ERROR;
     # our transport reports connection changes itself.
@@ -86,3 +90,26 @@ def configure_logging(settings: Settings) -> None:
     limiter_log = logging.getLogger("flask-limiter")
     if not any(isinstance(f, _DropLimiterBreaches) for f in limiter_log.filters):
         limiter_log.addFilter(_DropLimiterBreaches())
+
+
+def direct_sink(logger: logging.Logger) -> BackgroundLogHandler | None:
+    """The handler :func:`configure_logging` installed, if it alone writes ``logger``'s
+    records and takes pre-rendered lines (``BackgroundLogHandler.hand_over``); else None.
+
+    A caller handing it a line instead of a record must render the fields this
+    module's formatter and filter would (time, level, logger, message, request_id,
+    pid, then its own).
+    """
+    handler = _installed
+    if handler is None or not handler.takes_lines:
+        return None
+    current: logging.Logger | None = logger
+    while current is not None:
+        if current.handlers:
+            # Its one filter is the request id and pid one, which the caller replaces.
+            return handler if current is logging.root and current.handlers == [handler] \
+                and len(handler.filters) == 1 else None
+        if not current.propagate:
+            return None
+        current = current.parent
+    return None
