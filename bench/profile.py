@@ -60,9 +60,15 @@ def part_of(frame: str) -> str | None:
     return None
 
 
-def summarise(raw: str) -> tuple[int, Counter[str], Counter[str]]:
-    """Samples in all, samples by part (self), samples by our functions (inclusive)."""
-    total, by_part, inclusive = 0, Counter[str](), Counter[str]()
+def frame_name(frame: str) -> str:
+    """"function (file)" of a py-spy frame, the file named from its package down."""
+    function, _, where = frame.rpartition(" (")
+    return f"{function} ({where.rsplit(':', 1)[0]})"
+
+
+def summarise(raw: str) -> tuple[int, Counter[str], Counter[str], Counter[str]]:
+    """Samples in all, by part (self), by our functions (inclusive), by frame (self)."""
+    total, by_part, inclusive, frames_self = 0, Counter[str](), Counter[str](), Counter[str]()
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
@@ -72,6 +78,7 @@ def summarise(raw: str) -> tuple[int, Counter[str], Counter[str]]:
         total += count
         part = next((p for p in map(part_of, reversed(frames)) if p is not None), "stdlib")
         by_part[part] += count
+        frames_self[frame_name(frames[-1])] += count
         seen = set()
         for frame in frames:
             if "cluster_service/" in frame or "bench/apps/" in frame:
@@ -79,7 +86,7 @@ def summarise(raw: str) -> tuple[int, Counter[str], Counter[str]]:
                 if name not in seen:
                     seen.add(name)
                     inclusive[name] += count
-    return total, by_part, inclusive
+    return total, by_part, inclusive, frames_self
 
 
 class ProfileRun(ConfigRun):
@@ -117,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agents", type=int, default=1000)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=25, help="rows of the inclusive table")
+    parser.add_argument("--top-frames", type=int, default=10,
+                        help="rows of the self table by frame (function and file)")
     parser.add_argument("--raw", type=Path, help="keep py-spy's raw output here")
     parser.add_argument("--idle", action="store_true",
                         help="every thread, waiting ones included (where threads wait), "
@@ -140,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     if "error" in result:
         print(f"FAILED: {result['error']}", file=sys.stderr)
         return 1
-    total, by_part, inclusive = summarise(out.read_text())
+    total, by_part, inclusive, frames_self = summarise(out.read_text())
     if args.raw is None:
         out.unlink(missing_ok=True)
     kind = "thread" if args.idle else "GIL"
@@ -149,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\nself, by part (innermost known frame):")
     for part, count in by_part.most_common():
         print(f"  {100 * count / total:5.1f} %  {part}")
+    print(f"\nself, top {args.top_frames} frames (innermost function of each sample):")
+    for name, count in frames_self.most_common(args.top_frames):
+        print(f"  {100 * count / total:5.1f} %  {name}")
     print(f"\ninclusive, our functions (top {args.top}):")
     for name, count in inclusive.most_common(args.top):
         print(f"  {100 * count / total:5.1f} %  {name}")
