@@ -111,7 +111,8 @@ class PodLogsQuery(ClusterQuery):
 class CheckedNested(fields.Nested):
     """A nested list the domain layer built in exactly its schema's shape: dumped as it is."""
 
-    def _serialize(self, nested_obj: Any, attr: Any, obj: Any, **kwargs: Any) -> Any:
+    def _serialize(  # type: ignore[override]
+            self, nested_obj: Any, attr: Any, obj: Any, **kwargs: Any) -> Any:
         return nested_obj
 
 
