@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from flask import Flask
 
-from .api import access_log, agents, error_handlers, limiter, namespaces, request_id
+from .api import access_log, error_handlers, limiter, request_id
 from .api.extension import init_app as init_services
-from .api.routes import register_blueprints
+from .api.routes import AUTHENTICATED, register_blueprints
 from .config import Settings, load_settings
 from .domain.client_address import TrustedProxies
 from .observability import metrics
@@ -40,5 +40,5 @@ def create_app(settings: Settings | None = None, transport: Transport | None = N
     access_log.init_app(app, settings.metrics_enabled)
     error_handlers.init_app(app)
     register_blueprints(app)
-    limiter.init_app(app, settings, [namespaces.bp, agents.bp])
+    limiter.init_app(app, settings, list(AUTHENTICATED))
     return app

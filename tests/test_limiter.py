@@ -242,7 +242,7 @@ class TestHooksOnlyWhereLimited:
                       app.teardown_request_funcs):
             assert not self.limiter_hooks(app, hooks).get(None)
         assert not any(self.limiter_hooks(app, app.before_request_funcs).values())
-        for name in ("namespaces", "agents"):
+        for name in ("operations", "agents"):
             assert len(self.limiter_hooks(app, app.after_request_funcs)[name]) == 1
             assert len(self.limiter_hooks(app, app.teardown_request_funcs)[name]) == 1
 

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Blueprint, Flask, Response, request
 
 from ..errors import InvalidRequest
-from . import agents, health, meta, namespaces
+from . import agents, health, meta, operations
 from .contract import BASE_PATH, MAX_QUERY_STRING
+
+# The blueprints whose every answer is one user's view (contract §1: no shared cache
+# may keep it); the per-key rate limit applies to them.
+AUTHENTICATED: tuple[Blueprint, ...] = (operations.bp, agents.bp)
+
+
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def register_blueprints(app: Flask) -> None:
     """Attach every blueprint to ``app``, and refuse a bad query string before any view."""
-    for module in (health, namespaces, agents, meta):
+    for module in (health, operations, agents, meta):
         app.register_blueprint(module.bp, url_prefix=BASE_PATH)
+    for blueprint in AUTHENTICATED:
+        app.after_request_funcs.setdefault(blueprint.name, []).append(_no_store)
 
     @app.before_request
     def _refuse_bad_query() -> None:
