@@ -762,6 +762,17 @@ class TestAgentIdGrammar:
             "params": {}, "user": {"id": 7}})
         assert json.loads(reply.body)["result"]["count"] == 123
 
+    def test_size_and_operation_queues_come_from_the_environment(self) -> None:
+        config = PeerConfig.from_env({"DEVPEERS_PODS": "7", "DEVPEERS_QUEUE_PREFIX": "p-",
+                                      "OPERATION_REQUEST_QUEUE": "ops-in"})
+        assert config.pods == 7
+        assert config.operation_request_queue == "p-ops-in"
+        assert config.operation_result_queue == "p-cluster_operation_results"
+        assert config.request_queues()["operations"] == "p-ops-in"
+        config.pods = 0
+        with pytest.raises(ValueError, match="DEVPEERS_PODS"):
+            config.validate()
+
     def test_demo_agents_keep_their_five_namespaces(self) -> None:
         [reply] = Behaviour(PeerConfig()).namespaces({
             "request_id": "r-1", "agent_id": "demo-agent-1", "user": {"id": 7}})
