@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import report, scale_out, slow_agents
+from bench import operations, report, scale_out, slow_agents
 from bench.broker import BrokerEnv, RunNames, check_broker, delete_all
 from bench.configs import BY_NAME, CONFIGS
 from bench.load import choose_generator
@@ -41,12 +41,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true",
                         help="CI mode: short runs (3 s), targets reported only")
-    parser.add_argument("--scenario", choices=("configs", "slow-agents", "scale-out"),
+    parser.add_argument("--scenario",
+                        choices=("configs", "slow-agents", "scale-out", "operations"),
                         default="configs",
                         help="configs: the hot-path comparison (default); slow-agents: "
                              "agents that answer in 0.2-1 s or never (bench/slow_agents.py); "
                              "scale-out: R replicas x W workers with fixed-queue peers "
-                             "(bench/scale_out.py)")
+                             "(bench/scale_out.py); operations: /pods whole and paged and "
+                             "/pods/<pod>/logs of a 5,000-pod cluster at 0.3 s, against a "
+                             "bare app, and RSS at 20,000 pods (bench/operations.py)")
     parser.add_argument("--only", default="",
                         help="comma-separated configurations (default: all): "
                              + ",".join([c.name for c in CONFIGS] + list(SPREAD_RUNS)))
@@ -105,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         return slow_agents.main(args.smoke, args.duration, args.warmup, RESULTS, _log)
     if args.scenario == "scale-out":
         return scale_out.main(args, _log)
+    if args.scenario == "operations":
+        return operations.main(args.smoke, args.duration, args.warmup, args.workers,
+                               args.threads, RESULTS, _log)
     selected = [c for c in CONFIGS if not args.only or c.name in args.only.split(",")]
     options = Options(
         workers=args.workers, threads=args.threads, connections=args.connections,

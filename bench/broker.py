@@ -60,6 +60,8 @@ class RunNames:
             "NAMESPACE_RESULT_QUEUE": f"{self.prefix}namespace-results",
             "AGENTS_REQUEST_QUEUE": f"{self.prefix}agents-requests",
             "AGENTS_RESULT_QUEUE": f"{self.prefix}agents-results",
+            "OPERATION_REQUEST_QUEUE": f"{self.prefix}operation-requests",
+            "OPERATION_RESULT_QUEUE": f"{self.prefix}operation-results",
             "REPLY_EXCHANGE": f"{self.prefix}replies",
         }
 

@@ -11,9 +11,9 @@ from typing import Any, Callable
 
 from flask import Flask
 
-from .api import error_handlers, limiter, request_cycle
+from .api import error_handlers, json_provider, limiter, request_cycle
 from .api.extension import init_app as init_services
-from .api.routes import register_blueprints
+from .api.routes import NO_STORE, register_blueprints
 from .config import Settings, load_settings
 from .domain.client_address import TrustedProxies
 from .observability import metrics
@@ -45,14 +45,14 @@ def create_app(settings: Settings | None = None, transport: Transport | None = N
     app = ServiceFlask(__name__)
     app.config.update(DEBUG=False, PROPAGATE_EXCEPTIONS=False, JSON_SORT_KEYS=False,
                       MAX_CONTENT_LENGTH=64 * 1024)
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    json_provider.init_app(app)
     if settings.trusted_proxy_addresses:
         app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
             app.wsgi_app, settings.trusted_proxy_addresses)
     observer = CompositeObserver(LoggingObserver(), *(
         [metrics.PrometheusObserver()] if settings.metrics_enabled else []))
     init_services(app, build_services(settings, observer, transport))
-    request_cycle.init_app(app, settings.metrics_enabled)
+    request_cycle.init_app(app, settings.metrics_enabled, NO_STORE)
     error_handlers.init_app(app)
     register_blueprints(app)
     limiter.init_app(app, settings)

@@ -37,6 +37,17 @@ class InvalidRequest(ClusterServiceError):
     message = "Invalid request"
 
 
+class ContinueExpired(ClusterServiceError):
+    """A ``continue`` token the service can no longer honour: the list changed, or the
+    token is too old. The client starts the list again; it never gets a different list
+    silently."""
+
+    http_status = 410
+    error_code = "continue_expired"
+
+    message = "The list changed or the continue token expired; start the list again"
+
+
 class AuthenticationFailed(ClusterServiceError):
     """The key is missing, malformed, or rejected by the User Service."""
 

@@ -30,6 +30,7 @@ def build_services(settings: Settings, observer: Observer,
     rpc = RpcClient(transport, fixed_queues=settings.result_queues,
                     connect_wait=settings.broker_connect_wait, observer=observer,
                     max_reply_bytes=settings.max_reply_bytes,
+                    largest_reply_bytes=settings.max_operation_reply_bytes,
                     max_inflight=settings.max_inflight_rpcs, peers=peer_names(settings))
     fallback = UserServiceClient(settings) if settings.user_service_url else None
     guard = AuthFailureGuard(settings)
@@ -46,4 +47,5 @@ def peer_names(settings: Settings) -> dict[str, str]:
     """Which peer consumes each request queue (named in 503s and logs when it is missing)."""
     return {settings.auth_request_queue: "User Service",
             settings.namespace_request_queue: "Onboarding Service",
-            settings.agents_request_queue: "Onboarding Service"}
+            settings.agents_request_queue: "Onboarding Service",
+            settings.operation_request_queue: "Onboarding Service"}

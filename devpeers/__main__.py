@@ -32,8 +32,10 @@ from .peers import DevPeers
 DESCRIPTION = """\
 DEVELOPMENT STAND-IN for the KubeSage User Service and Onboarding Service.
 NEVER RUN IT IN PRODUCTION: it accepts well-known demo API keys and invents
-Kubernetes namespaces. It answers the Cluster Service's AMQP requests
-(auth, get-namespaces, list-agents) for local demos, tests and benchmarks.
+Kubernetes clusters. It answers the Cluster Service's AMQP requests (auth,
+get-namespaces, list-agents, and the cluster operations get-pods,
+get-deployments, get-services, get-nodes, get-cluster-resources, get-pod-logs)
+for local demos, tests and benchmarks.
 """
 
 EPILOG = """\
@@ -42,20 +44,42 @@ environment:
   RABBITMQ_PASSWORD (guest) RABBITMQ_VHOST (/)
   AUTH_REQUEST_QUEUE AUTH_RESULT_QUEUE NAMESPACE_REQUEST_QUEUE
   NAMESPACE_RESULT_QUEUE AGENTS_REQUEST_QUEUE AGENTS_RESULT_QUEUE
+  OPERATION_REQUEST_QUEUE OPERATION_RESULT_QUEUE
   DEVPEERS_QUEUE_PREFIX DEVPEERS_REPLY_STYLE DEVPEERS_API_KEYS
   DEVPEERS_API_KEYS_FILE DEVPEERS_AUTH_ERROR_KEYS DEVPEERS_AGENTS
-  DEVPEERS_AGENTS_FORMAT DEVPEERS_PREFETCH DEVPEERS_STATS_FILE
+  DEVPEERS_AGENTS_FORMAT DEVPEERS_PODS DEVPEERS_PREFETCH DEVPEERS_STATS_FILE
 
 API keys: "backend-error-key" answers a backend error, "silent-auth-key" never
 answers. Default keys (when none are given): demo-key -> user 7 ana,
 demo-key-2 -> user 8 bob, inactive-key -> user 9 eve (is_active false).
 
-agent ids: demo-agent-1..N are connected; slow-<ms>-* answers after <ms> ms;
-string-result-* sends result as a JSON string; fault-silent*, fault-error*,
-fault-not-connected*, fault-forbidden*, fault-timeout-code*, fault-result-error*,
-fault-malformed*, fault-wrong-shape*, fault-wrong-shape-list*,
-fault-result-not-json*, fault-no-request-id*, fault-huge*, fault-duplicate*,
-fault-late-<ms>-* inject faults; any other id is not connected.
+agent ids: demo-agent-1..N (and --agent ids) are connected; any other id is
+connected only when it starts with traits, read as "-"-separated tokens from the
+left, in any order, until the first token that is not one (the rest is a name):
+  slow-<ms>        answer after <ms> milliseconds
+  pods-<n>         a cluster of <n> pods, 1..200000 (default --pods, 40)
+  churn            the pod and namespace lists change on every request
+  agent-strings    get-namespaces items are plain strings (the newest agent)
+  agent-null       every list is null ("namespaces": null, "pods": null, ...)
+  string-result    result is sent as a JSON string
+  fault-<kind>...  a fault (ends the traits): fault-silent, fault-error,
+                   fault-not-connected, fault-forbidden, fault-timeout-code,
+                   fault-result-error, fault-malformed, fault-wrong-shape,
+                   fault-wrong-shape-list, fault-result-not-json, fault-text
+                   (the agent's plain-text failure, e.g. "Failed to list pods:
+                   pods is forbidden: ..."), fault-closed ("Failed to communicate
+                   with agent: received 1000 (OK); then sent 1000 (OK)", no
+                   error_code), fault-no-request-id, fault-huge, fault-duplicate,
+                   fault-late-<ms>
+e.g. slow-300-pods-5000-bench-1 answers after 0.3 s with a 5,000-pod cluster;
+slow-300-fault-text-1 answers after 0.3 s with a plain-text failure.
+
+fake clusters: deterministic per agent id and size; nodes (one per ~100 pods),
+kube-system, team-<agent id>, default, and application namespaces of ~250 pods;
+"age" as Go's time.Time (RFC 3339, offsets like +05:30, up to 9 fraction
+digits); a namespace with no items answers null. get-pod-logs: tail_lines lines
+(default 100, at most 10000) of an existing pod's container (default: the first);
+an unknown pod answers the agent's text 'Failed to get logs: pods "x" not found'.
 """
 
 
@@ -104,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
                             help="list-agents answers ids (strings) or objects")
     onboarding.add_argument("--agents-fault", choices=AGENTS_FAULTS,
                             help="make list-agents fail in this way")
+    onboarding.add_argument("--pods", type=int, metavar="N",
+                            help="pods of an agent's cluster without a pods-<n> trait "
+                                 "(DEVPEERS_PODS, 40)")
 
     misc = parser.add_argument_group("misc")
     misc.add_argument("--stats-file", metavar="PATH",
@@ -121,6 +148,7 @@ def config_from_args(args: argparse.Namespace) -> PeerConfig:
                             ("reply_style", "reply_style"), ("auth_latency", "auth_latency"),
                             ("agents", "agent_count"), ("agents_format", "agents_format"),
                             ("agents_fault", "agents_fault"), ("stats_file", "stats_file"),
+                            ("pods", "pods"),
                             ("result_as_string", "result_as_string")):
         value = getattr(args, flag)
         if value is not None:

@@ -18,6 +18,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, FrozenSet, Iterable, List, Mapping, Optional, Tuple
 
+from .agent_ids import MAX_PODS
+
 REPLY_STYLES = ("reply_to", "results", "alternate")
 AGENTS_FORMATS = ("strings", "objects")
 AGENTS_FAULTS = ("none", "silent", "error", "malformed", "duplicate")
@@ -33,7 +35,10 @@ QUEUE_SETTINGS: Tuple[Tuple[str, str, str], ...] = (
     ("namespace_result_queue", "NAMESPACE_RESULT_QUEUE", "cluster_namespace_results"),
     ("agents_request_queue", "AGENTS_REQUEST_QUEUE", "cluster_agents_requests"),
     ("agents_result_queue", "AGENTS_RESULT_QUEUE", "cluster_agents_results"),
+    ("operation_request_queue", "OPERATION_REQUEST_QUEUE", "cluster_operation_requests"),
+    ("operation_result_queue", "OPERATION_RESULT_QUEUE", "cluster_operation_results"),
 )
+DEFAULT_PODS = 40
 
 
 def fingerprint(api_key: str) -> str:
@@ -164,6 +169,8 @@ class PeerConfig:
     namespace_result_queue: str = "cluster_namespace_results"
     agents_request_queue: str = "cluster_agents_requests"
     agents_result_queue: str = "cluster_agents_results"
+    operation_request_queue: str = "cluster_operation_requests"
+    operation_result_queue: str = "cluster_operation_results"
 
     reply_style: str = "reply_to"
 
@@ -180,6 +187,7 @@ class PeerConfig:
     result_as_string_agents: FrozenSet[str] = frozenset()
     agents_format: str = "strings"
     agents_fault: str = "none"
+    pods: int = DEFAULT_PODS
 
     prefetch: int = 200
     stats_file: Optional[str] = None
@@ -206,13 +214,14 @@ class PeerConfig:
             config.auth_error_keys = split_csv(env["DEVPEERS_AUTH_ERROR_KEYS"])
         config.agent_count = _int(env, "DEVPEERS_AGENTS", config.agent_count)
         config.agents_format = env.get("DEVPEERS_AGENTS_FORMAT", config.agents_format)
+        config.pods = _int(env, "DEVPEERS_PODS", config.pods)
         config.prefetch = _int(env, "DEVPEERS_PREFETCH", config.prefetch)
         config.stats_file = env.get("DEVPEERS_STATS_FILE") or config.stats_file
         prefix = env.get("DEVPEERS_QUEUE_PREFIX", "")
         return config.with_queue_prefix(prefix) if prefix else config
 
     def with_queue_prefix(self, prefix: str) -> "PeerConfig":
-        """Return a copy whose six queue names all start with `prefix` (test isolation)."""
+        """Return a copy whose queue names all start with `prefix` (test isolation)."""
         names = {attr: prefix + getattr(self, attr) for attr, _var, _default in QUEUE_SETTINGS}
         return dataclasses.replace(self, **names)
 
@@ -226,6 +235,8 @@ class PeerConfig:
             raise ValueError(f"agents fault must be one of {', '.join(AGENTS_FAULTS)}")
         if not 0 < self.port < 65536:
             raise ValueError("RABBITMQ_PORT must be between 1 and 65535")
+        if not 0 < self.pods <= MAX_PODS:
+            raise ValueError(f"DEVPEERS_PODS / --pods must be between 1 and {MAX_PODS}")
         if self.agent_count < 0:
             raise ValueError("--agents must be zero or more")
         if not 0 < self.prefetch <= 65535:
@@ -244,6 +255,7 @@ class PeerConfig:
             "auth": self.auth_request_queue,
             "namespaces": self.namespace_request_queue,
             "agents": self.agents_request_queue,
+            "operations": self.operation_request_queue,
         }
 
     def result_queues(self) -> Dict[str, str]:
@@ -252,10 +264,11 @@ class PeerConfig:
             "auth": self.auth_result_queue,
             "namespaces": self.namespace_result_queue,
             "agents": self.agents_result_queue,
+            "operations": self.operation_result_queue,
         }
 
     def queue_names(self) -> List[str]:
-        """Return all six queue names, e.g. for declaring or deleting them."""
+        """Return every queue name, e.g. for declaring or deleting them."""
         return [getattr(self, attribute) for attribute, _var, _default in QUEUE_SETTINGS]
 
     def agent_ids(self) -> List[str]:

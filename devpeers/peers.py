@@ -26,7 +26,7 @@ from .config import REPLY_STYLES, PeerConfig
 
 logger = logging.getLogger("devpeers")
 
-KINDS = ("auth", "namespaces", "agents")
+KINDS = ("auth", "namespaces", "agents", "operations")
 _LOOP_TICK = 0.25          # seconds; bounds how late a stop request or stats write can be
 _STATS_INTERVAL = 1.0      # the stats file is rewritten at most this often
 _FIRST_RECONNECT_DELAY = 0.1
@@ -182,6 +182,7 @@ class DevPeers:
             "auth": behaviour.auth,
             "namespaces": behaviour.namespaces,
             "agents": behaviour.agents,
+            "operations": behaviour.operations,
         }
         for kind, queue in config.request_queues().items():
             channel.basic_consume(

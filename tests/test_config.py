@@ -58,6 +58,8 @@ DEFAULTS: dict[str, Any] = {
     "breaker_failures": 3,
     "breaker_cooldown": 30.0,
     "max_reply_bytes": 1048576,
+    "max_operation_reply_bytes": 16777216,
+    "continue_token_ttl": 300.0,
     "metrics_enabled": True,
     "auth_request_queue": "cluster_auth_requests",
     "auth_result_queue": "cluster_auth_results",
@@ -65,6 +67,8 @@ DEFAULTS: dict[str, Any] = {
     "namespace_result_queue": "cluster_namespace_results",
     "agents_request_queue": "cluster_agents_requests",
     "agents_result_queue": "cluster_agents_results",
+    "operation_request_queue": "cluster_operation_requests",
+    "operation_result_queue": "cluster_operation_results",
     "reply_exchange": "cluster_service.replies",
     "auth_cache_uri": "",
     "auth_cache_secret": "",
@@ -112,6 +116,8 @@ OVERRIDES: dict[str, tuple[str, Any]] = {
     "breaker_failures": ("5", 5),
     "breaker_cooldown": ("2.5", 2.5),
     "max_reply_bytes": ("2048", 2048),
+    "max_operation_reply_bytes": ("4096", 4096),
+    "continue_token_ttl": ("60", 60.0),
     "metrics_enabled": ("false", False),
     "auth_request_queue": ("a.req", "a.req"),
     "auth_result_queue": ("a.res", "a.res"),
@@ -119,6 +125,8 @@ OVERRIDES: dict[str, tuple[str, Any]] = {
     "namespace_result_queue": ("n:res", "n:res"),
     "agents_request_queue": ("g-req", "g-req"),
     "agents_result_queue": ("g-res", "g-res"),
+    "operation_request_queue": ("o-req", "o-req"),
+    "operation_result_queue": ("o-res", "o-res"),
     "reply_exchange": ("x.replies", "x.replies"),
     "auth_cache_uri": ("redis://127.0.0.1:6379/3", "redis://127.0.0.1:6379/3"),
     "auth_cache_secret": ("a-secret-of-16-chars", "a-secret-of-16-chars"),
@@ -166,7 +174,8 @@ def test_blank_values_mean_the_default() -> None:
 
 def test_queue_names_default_to_the_contract() -> None:
     assert load_settings({}).result_queues == (
-        "cluster_auth_results", "cluster_namespace_results", "cluster_agents_results")
+        "cluster_auth_results", "cluster_namespace_results", "cluster_agents_results",
+        "cluster_operation_results")
 
 
 def test_debug_false_lowers_the_default_log_level() -> None:

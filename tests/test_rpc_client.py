@@ -251,7 +251,7 @@ class TestUnroutableReplies:
         assert set(harness.observer.dropped) <= {"duplicate", "unknown"}
 
     def test_pending_call_resolves_once(self) -> None:
-        call = PendingCall("id", QUEUE)
+        call = PendingCall("id", QUEUE, 1 << 20)
         assert call.resolve(b"first") is True
         assert call.resolve(b"second") is False
         assert call.wait(0, 1) == b"first"
@@ -461,7 +461,7 @@ class TestHostileReplies:
 
 
 def test_a_failure_after_the_reply_arrived_does_not_replace_it() -> None:
-    call = PendingCall("id", QUEUE)
+    call = PendingCall("id", QUEUE, 1 << 20)
     call.resolve(b'{"ok": true}')
     call.fail(BrokerUnavailable())  # e.g. the connection dropped before the waiter woke
     assert call.wait(0.1, 1) == b'{"ok": true}'
@@ -517,7 +517,7 @@ class TestExpiration:
 def test_racing_outcomes_decide_a_waiting_call_exactly_once() -> None:
     """A reply and a failure from two threads at once: one wins, the waiter sees that one."""
     for _ in range(200):
-        call = PendingCall("id", QUEUE)
+        call = PendingCall("id", QUEUE, 1 << 20)
         start = threading.Barrier(2)
         won: list[bool] = []
 

@@ -57,14 +57,15 @@ class ThreadRpc:
         if props.correlation_id == self.waiting_for:
             self.reply = body
 
-    def call(self, payload: dict[str, Any]) -> bytes:
-        """Publish one request and block this thread until its reply or the timeout."""
+    def call(self, payload: dict[str, Any], queue: str = QUEUE) -> bytes:
+        """Publish one request to ``queue`` and block this thread until its reply or the
+        timeout."""
         self.waiting_for = uuid.uuid4().hex
         self.reply = None
         props = pika.BasicProperties(reply_to=REPLY_TO, correlation_id=self.waiting_for,
                                      content_type="application/json", delivery_mode=1,
                                      expiration=str(int(TIMEOUT * 1000)))
-        self.channel.basic_publish("", QUEUE, json.dumps(payload).encode(), props)
+        self.channel.basic_publish("", queue, json.dumps(payload).encode(), props)
         deadline = time.monotonic() + TIMEOUT
         while self.reply is None:
             remaining = deadline - time.monotonic()

@@ -21,8 +21,11 @@ from marshmallow import fields
 
 from ..errors import all_errors
 from .contract import API_KEY_HEADER, BASE_PATH, REQUEST_ID_HEADER, VERSION
+from ..domain.operations import POD_LOGS
+from .operation_schemas import DNS_SUBDOMAIN
+from .operations import ROUTES, TEXT_PLAIN, Route
 from .schemas import (CLUSTER_ID_MAX, ClusterId, ConnectedAgentsResponse, ErrorResponse,
-                      HealthResponse, NamespacesQuery, NamespacesResponse, ReadyResponse)
+                      HealthResponse, ReadyResponse)
 
 SECURITY_SCHEME = "ApiKeyAuth"
 ERROR = "Error"
@@ -30,10 +33,12 @@ ERROR = "Error"
 # Every status a cluster call can fail with (contract §1), and what it means. The
 # codes come from the domain errors themselves (cluster_service/errors.py).
 _MEANINGS = {
-    400: "`agent_id` or `cluster_id` missing or malformed",
+    400: "a query parameter (named in `message`) missing or malformed",
     401: "X-API-Key missing, malformed or rejected",
     403: "this user may not use this agent",
     404: "the agent is not connected or unknown",
+    410: "the `continue` token can no longer be honoured: the list changed or the token "
+         "expired; start the list again",
     429: "too many requests or failed logins; see Retry-After",
     500: "unexpected failure (never a stack trace)",
     502: "the peer or agent answered with an error or an invalid reply",
@@ -55,18 +60,20 @@ _REQUEST_ID = {"description": "The client's X-Request-ID if it was sane, else a 
                "schema": {"type": "string"}}
 
 
-def _cluster_id_bounds(self: Any, field: fields.Field[Any], ret: dict[str, Any],
-                       **kwargs: Any) -> dict[str, Any]:
-    """apispec attribute function: ``ClusterId`` is a non-negative 64-bit integer.
+def _query_bounds(self: Any, field: fields.Field[Any], ret: dict[str, Any],
+                  **kwargs: Any) -> dict[str, Any]:
+    """apispec attribute function: query parameters are absent, never null.
 
-    It is a query parameter, which cannot be null: absent means null. apispec
-    derives ``nullable`` and ``default: null`` from ``load_default=None``; a fuzzer
-    would then send an empty value, which the service rightly rejects.
+    A query parameter cannot be null: absent means null. apispec derives
+    ``nullable`` and ``default: null`` from ``load_default=None``; a fuzzer would
+    then send an empty value, which the service rightly rejects. ``ClusterId`` is a
+    non-negative 64-bit integer.
     """
+    if field.load_default is None:
+        ret.pop("nullable", None)
+        ret.pop("default", None)
     if not isinstance(field, ClusterId):
         return {}
-    ret.pop("nullable", None)
-    ret.pop("default", None)
     return {"format": "int64", "minimum": 0, "maximum": CLUSTER_ID_MAX}
 
 
@@ -94,6 +101,29 @@ def _operation(summary: str, responses: dict[str, Any], *, secured: bool = False
         "responses": responses}}
 
 
+def _openapi_path(path: str) -> str:
+    """A Flask rule (``/pods/<pod>/logs``) as an OpenAPI path (``/pods/{pod}/logs``)."""
+    return path.replace("<", "{").replace(">", "}")
+
+
+def _operation_of(route: Route) -> dict[str, Any]:
+    """The document of one cluster operation's route (``operations.ROUTES``)."""
+    statuses = [400, 401, 403, 404, *([410] if route.op.is_list else []), 429, 500, 502, 503,
+                504]
+    parameters: list[Any] = [{"in": "query", "schema": type(route.query)}]
+    if "{pod}" in _openapi_path(route.path):
+        parameters.insert(0, {"in": "path", "name": "pod", "required": True,
+                              "description": "The pod (a DNS-1123 subdomain)",
+                              "schema": {"type": "string", "pattern": DNS_SUBDOMAIN,
+                                         "maxLength": 253}})
+    schema_name = type(route.response).__name__.removesuffix("Response")
+    ok = _json(schema_name, f"{route.summary.split(': ', 1)[1].capitalize()}")
+    if route.op is POD_LOGS:
+        ok["content"][TEXT_PLAIN + "; charset=utf-8"] = {"schema": {"type": "string"}}
+    return _operation(route.summary, {"200": ok, **_errors(*statuses)}, secured=True,
+                      parameters=parameters)
+
+
 def build_spec() -> dict[str, Any]:
     """The whole document as a dict, ready for ``jsonify``."""
     plugin = MarshmallowPlugin()
@@ -105,11 +135,13 @@ def build_spec() -> dict[str, Any]:
     converter = plugin.converter  # created when APISpec initialises its plugins
     if converter is None:
         raise RuntimeError("apispec did not initialise the marshmallow plugin")
-    converter.add_attribute_function(_cluster_id_bounds)  # type: ignore[no-untyped-call]
+    converter.add_attribute_function(_query_bounds)  # type: ignore[no-untyped-call]
+    for route in ROUTES:
+        spec.components.schema(type(route.response).__name__.removesuffix("Response"),
+                               schema=type(route.response))
     spec.components.security_scheme(SECURITY_SCHEME, {
         "type": "apiKey", "in": "header", "name": API_KEY_HEADER})
     for name, schema in (("Health", HealthResponse), ("Ready", ReadyResponse),
-                         ("Namespaces", NamespacesResponse),
                          ("ConnectedAgents", ConnectedAgentsResponse), (ERROR, ErrorResponse)):
         spec.components.schema(name, schema=schema)
 
@@ -120,11 +152,6 @@ def build_spec() -> dict[str, Any]:
             "200": _json("Ready", "Ready to serve cluster calls"),
             "503": _json("Ready", "Not ready: `status` is `not_ready`; `checks` names the "
                                   "failing check")}, tag="probes"),
-        "/namespaces": _operation(
-            "list_namespaces: the namespaces of one agent's cluster",
-            {"200": _json("Namespaces", "The agent's namespaces"),
-             **_errors(400, 401, 403, 404, 429, 500, 502, 503, 504)},
-            secured=True, parameters=[{"in": "query", "schema": NamespacesQuery}]),
         "/agents/connected": _operation(
             "connected_agents: the agents connected now, sorted, without duplicates",
             {"200": _json("ConnectedAgents", "The connected agents' ids"),
@@ -137,6 +164,8 @@ def build_spec() -> dict[str, Any]:
         "/openapi.json": _operation("openapi: this document", {
             "200": _json({"type": "object"}, "The OpenAPI 3 document")}, tag="meta"),
     }
+    for route in ROUTES:
+        paths[_openapi_path(route.path)] = _operation_of(route)
     for path, operations in paths.items():
         spec.path(path=BASE_PATH + path, operations=operations)
     return spec.to_dict()

@@ -10,8 +10,9 @@ request and ``g`` through their context proxies again. What they do, in order:
   query string (``routes.refuse_bad_query``). Raising here skips the view, not
   the after hook.
 * after: the per-key limit's headers when the request was counted
-  (``limiter.LimitHit``), the ``X-Request-ID`` echo, then the metrics and the
-  access line (``access_log.py``).
+  (``limiter.LimitHit``), ``Cache-Control: no-store`` on the answers of the
+  authenticated blueprints (``routes.NO_STORE``), the ``X-Request-ID`` echo, then
+  the metrics and the access line (``access_log.py``).
 * teardown: the request id's ContextVar back to what it was.
 """
 
@@ -41,8 +42,10 @@ class RequestCycle:
         self.started, self.request_id, self.token = started, request_id, token
 
 
-def init_app(app: Flask, metrics_enabled: bool = True) -> None:
-    """Register the three hooks on ``app``."""
+def init_app(app: Flask, metrics_enabled: bool = True,
+             no_store: frozenset[str] = frozenset()) -> None:
+    """Register the three hooks on ``app``; ``no_store`` names blueprints whose every
+    answer is marked ``Cache-Control: no-store``."""
     access = AccessLog(metrics_enabled)
     # The objects behind the proxies, looked up once per hook.
     current_request, current_g = cast(Any, request)._get_current_object, \
@@ -66,9 +69,12 @@ def init_app(app: Flask, metrics_enabled: bool = True) -> None:
         hit = found.get("rate_limit")
         if hit is not None:
             hit.add_headers(response)
+        req = current_request()
+        if req.blueprint in no_store:
+            response.headers["Cache-Control"] = "no-store"
         request_id = cycle.request_id if cycle is not None else request_id_var.get()
         response.headers[REQUEST_ID_HEADER] = request_id
-        access.record(current_request(), response, now - cycle.started if cycle else 0.0,
+        access.record(req, response, now - cycle.started if cycle else 0.0,
                       request_id, found.get("key_fp"), found.get("user"))
         return response
 

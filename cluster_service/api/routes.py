@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Blueprint, Flask
 from werkzeug.wrappers import Request
 
 from ..errors import InvalidRequest
-from . import agents, health, meta, namespaces
+from . import agents, health, meta, operations
 from .contract import BASE_PATH, MAX_QUERY_STRING
+
+# The blueprints whose every answer is one user's view (contract §1: no shared cache
+# may keep it); the per-key rate limit applies to them.
+AUTHENTICATED: tuple[Blueprint, ...] = (operations.bp, agents.bp)
+# Their names: the request hooks (``request_cycle.py``) mark each of their answers,
+# errors included, ``Cache-Control: no-store``.
+NO_STORE = frozenset(blueprint.name for blueprint in AUTHENTICATED)
 
 
 def register_blueprints(app: Flask) -> None:
     """Attach every blueprint to ``app``."""
-    for module in (health, namespaces, agents, meta):
+    for module in (health, operations, agents, meta):
         app.register_blueprint(module.bp, url_prefix=BASE_PATH)
 
 

@@ -35,8 +35,8 @@ class ClusterId(fields.Integer):
         return int(value)
 
 
-class NamespacesQuery(Schema):
-    """Query of ``GET /namespaces``."""
+class ClusterQuery(Schema):
+    """The query every cluster call takes: which agent, and the cluster id it echoes."""
 
     class Meta:
         unknown = EXCLUDE
@@ -50,42 +50,12 @@ class NamespacesQuery(Schema):
         metadata={"description": "Cluster id, echoed back (0 <= id < 2^63)", "example": 123})
 
 
-class CheckedString(fields.String):
-    """A string the domain layer has already checked: documented as a string, dumped as is.
-
-    ``clusters.Namespace`` guarantees the type of every value it holds, so the
-    per-value conversion of ``fields.String`` (and ``fields.Dict``'s per-key one)
-    would only repeat that check: for a list of namespaces it was most of the
-    dump's cost (docs/performance.md).
-    """
-
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
-        return value
-
-
-class CheckedDict(fields.Dict):
-    """A JSON object the domain layer has already checked (string keys): dumped as is."""
-
-    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
-        return value
-
-
 class NamespaceSchema(Schema):
-    name = CheckedString(required=True)
-    status = CheckedString(required=True)
-    created_at = CheckedString(allow_none=True, required=True)
-    labels = CheckedDict(keys=fields.String(), required=True)
-    annotations = CheckedDict(keys=fields.String(), required=True)
-
-
-class NamespacesResponse(Schema):
-    success = fields.Boolean(required=True)
-    agent_id = fields.String(required=True)
-    cluster_id = fields.Integer(allow_none=True, required=True)
-    namespaces = fields.Nested(NamespaceSchema, many=True, required=True)
-    total_count = fields.Integer(required=True)
-    message = fields.String(required=True)
-    timestamp = fields.String(required=True)
+    name = fields.String(required=True)
+    status = fields.String(required=True)
+    created_at = fields.String(allow_none=True, required=True)
+    labels = fields.Dict(keys=fields.String(), required=True)
+    annotations = fields.Dict(keys=fields.String(), required=True)
 
 
 class ConnectedAgentsResponse(Schema):

@@ -106,6 +106,8 @@ _ROWS: dict[str, Read] = {
     "breaker_failures": _integer(1, 1000),
     "breaker_cooldown": _positive(3600),
     "max_reply_bytes": _integer(1024, 64 * 1024 * 1024),
+    "max_operation_reply_bytes": _integer(1024, 256 * 1024 * 1024),
+    "continue_token_ttl": _positive(86400),
     "metrics_enabled": _boolean,
     "auth_request_queue": _queue,
     "auth_result_queue": _queue,
@@ -113,6 +115,8 @@ _ROWS: dict[str, Read] = {
     "namespace_result_queue": _queue,
     "agents_request_queue": _queue,
     "agents_result_queue": _queue,
+    "operation_request_queue": _queue,
+    "operation_result_queue": _queue,
     "reply_exchange": _queue,
     "auth_events_exchange": _queue,
 }

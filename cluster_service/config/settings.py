@@ -66,6 +66,9 @@ class Settings:
     breaker_cooldown: float = 30.0
 
     max_reply_bytes: int = 1024 * 1024
+    # A 20,000-pod get-pods reply in the agent's shape is about 6.5 MB (docs/performance.md).
+    max_operation_reply_bytes: int = 16 * 1024 * 1024
+    continue_token_ttl: float = 300.0
 
     metrics_enabled: bool = True
 
@@ -75,6 +78,8 @@ class Settings:
     namespace_result_queue: str = "cluster_namespace_results"
     agents_request_queue: str = "cluster_agents_requests"
     agents_result_queue: str = "cluster_agents_results"
+    operation_request_queue: str = "cluster_operation_requests"
+    operation_result_queue: str = "cluster_operation_results"
     reply_exchange: str = "cluster_service.replies"
     auth_events_exchange: str = "cluster_service.auth_events"
 
@@ -127,9 +132,16 @@ class Settings:
         return int(self.longest_request + 5)
 
     @property
-    def result_queues(self) -> tuple[str, str, str]:
+    def request_queues(self) -> tuple[str, ...]:
+        """The request queues this service publishes to (declared at connect)."""
+        return (self.auth_request_queue, self.namespace_request_queue,
+                self.agents_request_queue, self.operation_request_queue)
+
+    @property
+    def result_queues(self) -> tuple[str, ...]:
         """The fixed results queues the legacy peers answer on."""
-        return (self.auth_result_queue, self.namespace_result_queue, self.agents_result_queue)
+        return (self.auth_result_queue, self.namespace_result_queue, self.agents_result_queue,
+                self.operation_result_queue)
 
     def startup_warnings(self) -> list[str]:
         """Settings that work but are probably not what production wants; logged at start."""

@@ -1,7 +1,9 @@
-"""Cluster operations: build the Onboarding Service request, map its reply or error.
+"""Cluster operations: send an operation to the agent's Onboarding Service, map its reply.
 
-Replies are validated here against contract §2 ("Namespaces", "Connected
-agents"). Anything that does not fit is the peer's fault and becomes a
+Every operation (``operations.py``) goes through :meth:`ClusterOperations.run`:
+single flight, the agent's breaker and slots, one deadline, the RPC, then the
+error mapping here and the row's result parser. Replies are checked against
+contract §2; anything that does not fit is the peer's fault and becomes a
 RemoteError (502); the peer's own error text is logged (truncated), never
 returned to the client.
 """
@@ -11,40 +13,26 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from ..concurrency.admission import KeyedSlots
 from ..concurrency.breaker import Breakers, Outcome
 from ..concurrency.singleflight import SingleFlight
 from ..config import Settings
-from ..errors import PEER_ERRORS, AgentNotConnected, AgentTimeout, RemoteError, RpcTimeout
+from ..errors import (PEER_ERRORS, AgentNotConnected, AgentTimeout, ClusterServiceError,
+                      RemoteError, RpcTimeout)
 from ..observability.observer import Observer
 from ..rpc.bodies import loads_strict
 from ..rpc.client import RpcClient
+from .agent_results import Item
+from .operations import NAMESPACES, Operation, request_body
 from .users import User
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Namespace:
-    """One Kubernetes namespace as the HTTP API returns it."""
-
-    name: str
-    status: str
-    created_at: str | None
-    labels: dict[str, Any] = field(default_factory=dict)
-    annotations: dict[str, Any] = field(default_factory=dict)
-
-    def as_json(self) -> dict[str, Any]:
-        """The HTTP body's shape; shallow, unlike ``dataclasses.asdict``'s deep copy."""
-        return {"name": self.name, "status": self.status, "created_at": self.created_at,
-                "labels": self.labels, "annotations": self.annotations}
-
-
 class ClusterOperations:
-    """The two operations the HTTP API offers, over the RPC client."""
+    """The agent's operations and the connected-agents list, over the RPC client."""
 
     def __init__(self, settings: Settings, rpc: RpcClient,
                  observer: Observer | None = None) -> None:
@@ -58,7 +46,7 @@ class ClusterOperations:
                                   forget_after=3 * settings.websocket_timeout
                                   + settings.breaker_cooldown)
         rpc.add_connection_listener(lambda up: self._breakers.reset() if up else None)
-        self._namespace_flights: SingleFlight[list[Namespace]] = SingleFlight()
+        self._flights: SingleFlight[Any] = SingleFlight()
         # Followers wait as long as the leader may; else a follower could get 504
         # while the leader still gets its answer.
         self._flight_timeout = settings.cluster_flight_timeout
@@ -68,23 +56,48 @@ class ClusterOperations:
         """The per-agent circuit breakers of this worker."""
         return self._breakers
 
-    def list_namespaces(self, user: User, agent_id: str, cluster_id: int | None) -> list[Namespace]:
-        """Namespaces of the agent's cluster. Identical concurrent requests share one RPC."""
-        key = (user.id, agent_id, cluster_id)
-        namespaces, _shared = self._namespace_flights.do(
-            key, lambda: self._fetch_namespaces(user, agent_id, cluster_id),
-            self._flight_timeout)
-        return namespaces
+    def run(self, op: Operation, user: User, agent_id: str, cluster_id: int | None,
+            params: Mapping[str, Any] | None = None) -> Any:
+        """``op``'s parsed result for the agent's cluster (``agent_results``).
 
-    def _fetch_namespaces(self, user: User, agent_id: str,
-                          cluster_id: int | None) -> list[Namespace]:
-        payload = {
-            "command": "get-namespaces",
-            "agent_id": agent_id,
-            "cluster_id": cluster_id,
-            "cluster_config": {"cluster_id": cluster_id, "include_details": True},
-            "user": {"id": user.id, "username": user.username},
-        }
+        Identical concurrent requests (same user, agent, cluster, command and
+        parameters) share one RPC and one parse; the result is shared, never mutated.
+        """
+        params = params or {}
+        key = (user.id, agent_id, cluster_id, op.command, tuple(sorted(params.items())))
+        result, _shared = self._flights.do(
+            key, lambda: self._fetch(op, user, agent_id, cluster_id, params),
+            self._flight_timeout)
+        return result
+
+    def list_namespaces(self, user: User, agent_id: str, cluster_id: int | None) -> list[Item]:
+        """Namespaces of the agent's cluster."""
+        return self.run(NAMESPACES, user, agent_id, cluster_id)  # type: ignore[no-any-return]
+
+    def _fetch(self, op: Operation, user: User, agent_id: str, cluster_id: int | None,
+               params: Mapping[str, Any]) -> Any:
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            result = self._call_agent(op, user, agent_id, cluster_id, params)
+            outcome = "ok"
+            return result
+        except ClusterServiceError as error:
+            outcome = error.error_code
+            raise
+        finally:
+            self._observer.operation_finished(op.name, outcome, time.monotonic() - started)
+
+    def _call_agent(self, op: Operation, user: User, agent_id: str, cluster_id: int | None,
+                    params: Mapping[str, Any]) -> Any:
+        payload = request_body(op, agent_id, cluster_id, params,
+                               {"id": user.id, "username": user.username})
+        if op.own_queue:
+            queue, max_bytes = (self._settings.namespace_request_queue,
+                                self._settings.max_reply_bytes)
+        else:
+            queue, max_bytes = (self._settings.operation_request_queue,
+                                self._settings.max_operation_reply_bytes)
         timeout = self._settings.websocket_timeout
         deadline = time.monotonic() + timeout  # slot waits and the agent's answer, together
         trial = self._breakers.before_call(agent_id)
@@ -96,10 +109,9 @@ class ClusterOperations:
             with self._per_agent.held(agent_id, deadline, give_up):
                 outcome = Outcome.NEUTRAL
                 try:
-                    reply = self._rpc.call(self._settings.namespace_request_queue, payload,
-                                           timeout, deadline)
+                    reply = self._rpc.call(queue, payload, timeout, deadline, max_bytes)
                     outcome = Outcome.ANSWERED
-                    return _namespaces_of(reply, agent_id)
+                    return op.parse(_result_of(reply, agent_id))
                 except (RpcTimeout, AgentTimeout):
                     outcome = Outcome.TIMED_OUT
                     raise
@@ -134,12 +146,13 @@ class ClusterOperations:
 
 # The existing Onboarding Service sends no error_code. These are its two texts for an
 # agent that is not there (contract §2, docs/messaging.md "Legacy reply shapes"),
-# matched whole, for the agent that was asked about: anything else stays a 502.
+# matched whole: the first for the agent that was asked about, the second (the agent
+# closed its socket after its previous answer) names no agent. Anything else is a 502.
 _AGENT = r"(?P<agent>[A-Za-z0-9._:-]{1,128})"
 LEGACY_NOT_CONNECTED = (
     re.compile(rf"Failed to communicate with agent: No WebSocket connection found for agent "
                rf"{_AGENT}"),
-    re.compile(rf"Failed to send message to agent {_AGENT}: received 1000 \(OK\); "
+    re.compile(r"Failed to communicate with agent: received 1000 \(OK\); "
                r"then sent 1000 \(OK\)"),
 )
 
@@ -150,7 +163,10 @@ def is_legacy_not_connected(text: Any, agent_id: str) -> bool:
         return False
     for pattern in LEGACY_NOT_CONNECTED:
         match = pattern.fullmatch(text)
-        if match is not None and (not agent_id or match.group("agent") == agent_id):
+        if match is None:
+            continue
+        named = match.groupdict().get("agent")
+        if named is None or not agent_id or named == agent_id:
             return True
     return False
 
@@ -181,41 +197,21 @@ def _raise_for_error(data: dict[str, Any], reply: dict[str, Any], agent_id: str)
     raise RemoteError("the agent reported an error")
 
 
-def _namespaces_of(reply: dict[str, Any], agent_id: str) -> list[Namespace]:
-    """The namespaces in a get-namespaces reply, or the mapped error."""
+def _result_of(reply: dict[str, Any], agent_id: str) -> dict[str, Any]:
+    """The ``result`` object of a successful reply, or the mapped error."""
     _raise_for_error(reply, reply, agent_id)
-    result = _result_object(reply.get("result"))
-    _raise_for_error(result, reply, agent_id)
-    return _namespaces(result.get("namespaces"))
-
-
-def _result_object(result: Any) -> dict[str, Any]:
+    result = reply.get("result")
     if isinstance(result, str):
         try:
             result = loads_strict(result)
         except ValueError:
-            raise RemoteError("result is not valid JSON") from None
+            # The agent's own failures are plain text ("Not running in-cluster",
+            # "Failed to list pods: ..."): logged, never shown to the client.
+            log.warning("agent reported a failure", extra={
+                "event": "peer_error", "agent_id": agent_id, "error_code": "None",
+                "peer_message": result[:200]})
+            raise RemoteError("the agent reported an error") from None
     if not isinstance(result, dict):
         raise RemoteError("reply has no result object")
+    _raise_for_error(result, reply, agent_id)
     return result
-
-
-def _namespaces(items: Any) -> list[Namespace]:
-    if not isinstance(items, list):
-        raise RemoteError("result has no namespaces list")
-    namespaces = []
-    for item in items:
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str) \
-                or not item["name"]:
-            raise RemoteError("namespaces list holds an invalid entry")
-        labels, annotations = item.get("labels") or {}, item.get("annotations") or {}
-        status = item.get("status")
-        created = item.get("createdAt", item.get("created_at"))
-        if not isinstance(labels, dict) or not isinstance(annotations, dict):
-            raise RemoteError("namespace labels or annotations are not objects")
-        namespaces.append(Namespace(
-            name=item["name"],
-            status=status if isinstance(status, str) and status else "Unknown",
-            created_at=created if isinstance(created, str) else None,
-            labels=labels, annotations=annotations))
-    return namespaces

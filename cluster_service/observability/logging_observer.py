@@ -74,6 +74,10 @@ class CompositeObserver(Observer):
         for observer in self.observers:
             observer.rpc_finished(queue, outcome, seconds)
 
+    def operation_finished(self, operation: str, outcome: str, seconds: float) -> None:
+        for observer in self.observers:
+            observer.operation_finished(operation, outcome, seconds)
+
     def rpc_inflight(self, delta: int) -> None:
         for observer in self.observers:
             observer.rpc_inflight(delta)

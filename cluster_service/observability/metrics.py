@@ -36,6 +36,10 @@ RPC_PUBLISHED = Counter("cluster_rpc_published_total", "RPC request messages pub
                         ["queue"])
 RPC_DURATION = Histogram("cluster_rpc_duration_seconds", "RPC round trip by queue and outcome",
                          ["queue", "outcome"], buckets=_LATENCY_BUCKETS)
+OPERATIONS = Histogram("cluster_operation_duration_seconds",
+                       "Cluster operations fetched from agents (one per RPC, shared by "
+                       "identical concurrent requests), by operation and outcome",
+                       ["operation", "outcome"], buckets=_LATENCY_BUCKETS)
 REPLIES_DROPPED = Counter("cluster_rpc_replies_dropped_total",
                           "Replies that matched no waiting request", ["reason"])
 REPLIES_REROUTED = Counter("cluster_rpc_replies_rerouted_total",
@@ -109,6 +113,7 @@ def _cached(metric: Any) -> Any:
 
 _published, _rpc_duration = _cached(RPC_PUBLISHED), _cached(RPC_DURATION)
 _received, _auth_outcome = _cached(REPLIES_RECEIVED), _cached(AUTH_OUTCOMES)
+_operation = _cached(OPERATIONS)
 
 
 class PrometheusObserver(Observer):
@@ -119,6 +124,9 @@ class PrometheusObserver(Observer):
 
     def rpc_finished(self, queue: str, outcome: str, seconds: float) -> None:
         BATCH.observe(_rpc_duration(queue, outcome), seconds)
+
+    def operation_finished(self, operation: str, outcome: str, seconds: float) -> None:
+        BATCH.observe(_operation(operation, outcome), seconds)
 
     def rpc_inflight(self, delta: int) -> None:
         BATCH.inc(RPC_INFLIGHT, delta)

@@ -17,6 +17,10 @@ class Observer:
     def rpc_finished(self, queue: str, outcome: str, seconds: float) -> None:
         """An RPC ended: outcome is ok, timeout, error or broker_unavailable."""
 
+    def operation_finished(self, operation: str, outcome: str, seconds: float) -> None:
+        """A cluster operation's fetch ended (one per RPC, not per request sharing it):
+        ``outcome`` is ok or the error code it failed with."""
+
     def rpc_inflight(self, delta: int) -> None:
         """The number of RPCs waiting for a reply in this worker changed by ``delta``."""
 

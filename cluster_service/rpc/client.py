@@ -85,6 +85,7 @@ class RpcClient:
     def __init__(self, transport: Transport, *, fixed_queues: tuple[str, ...] = (),
                  connect_wait: float = 5.0,
                  observer: Observer | None = None, max_reply_bytes: int = 1024 * 1024,
+                 largest_reply_bytes: int = 0,
                  max_inflight: int = 100000, peers: dict[str, str] | None = None) -> None:
         self._transport = transport
         self._peers = dict(peers or {})  # request queue -> the peer's name, for NoConsumer
@@ -92,7 +93,9 @@ class RpcClient:
         self._slots = Slots(max_inflight, self._observer, scope="rpc")
         self._fixed_queues = frozenset(fixed_queues)
         self._connect_wait = connect_wait
-        self._max_reply_bytes = max_reply_bytes
+        self._max_reply_bytes = max_reply_bytes  # a call's bound unless it names its own
+        # The bound of a reply not yet matched to its call: the largest any call allows.
+        self._largest_reply_bytes = max(max_reply_bytes, largest_reply_bytes)
         self._lock = threading.Lock()
         self._pending: dict[str, PendingCall] = {}
         self._connected = False
@@ -144,7 +147,8 @@ class RpcClient:
     # -- request side (request threads) -------------------------------------
 
     def call(self, queue: str, payload: dict[str, Any], timeout: float,
-             deadline: float | None = None) -> dict[str, Any]:
+             deadline: float | None = None,
+             max_reply_bytes: int | None = None) -> dict[str, Any]:
         """Publish ``payload`` to ``queue`` and return the reply body as a dict.
 
         ``request_id`` and ``timestamp`` are added to the payload. The call ends
@@ -153,12 +157,13 @@ class RpcClient:
         of the worker's ``max_inflight`` RPC slots included. Raises
         BrokerUnavailable (NoConsumer when nobody consumes ``queue``), Saturated
         (no slot before the deadline), RpcTimeout, or RemoteError (reply not a
-        JSON object).
+        JSON object, or longer than ``max_reply_bytes``, default: the client's bound).
         """
         started = time.monotonic()
         outcome = "error"
         try:
-            body = self._call_raw(queue, payload, timeout, deadline)
+            body = self._call_raw(queue, payload, timeout, deadline,
+                                  max_reply_bytes or self._max_reply_bytes)
             reply = parse_reply(body)
             outcome = "ok"
             return reply
@@ -178,7 +183,7 @@ class RpcClient:
             self._observer.rpc_finished(queue, outcome, time.monotonic() - started)
 
     def _call_raw(self, queue: str, payload: dict[str, Any], timeout: float,
-                  deadline: float | None) -> bytes:
+                  deadline: float | None, max_bytes: int) -> bytes:
         self.start()
         if not self._first_attempt_done.is_set():
             # Broker state "starting": wait briefly for the first attempt.
@@ -191,19 +196,19 @@ class RpcClient:
             deadline = time.monotonic() + timeout
         self._slots.acquire(deadline)
         try:
-            return self._exchange(queue, payload, timeout, deadline)
+            return self._exchange(queue, payload, timeout, deadline, max_bytes)
         finally:
             self._slots.release()
 
     def _exchange(self, queue: str, payload: dict[str, Any], timeout: float,
-                  deadline: float) -> bytes:
+                  deadline: float, max_bytes: int) -> bytes:
         with self._lock:
             if not self._connected:
                 raise BrokerUnavailable()
             # Minted under the lock: the token is that of the connection the call
             # is registered against, and a disconnect fails the call with it.
             request_id = new_request_id(self._owner) if self._owner else str(uuid.uuid4())
-            call = self._pending[request_id] = PendingCall(request_id, queue)
+            call = self._pending[request_id] = PendingCall(request_id, queue, max_bytes)
         self._observer.rpc_inflight(1)
         try:
             message = dict(payload, request_id=request_id, timestamp=time.time())
@@ -239,13 +244,8 @@ class RpcClient:
         # Lock-free reads: a single dict.get is atomic under the GIL, and a call
         # removed concurrently only means it is decided after nobody waits.
         call = self._pending.get(correlation_id) if correlation_id else None
-        if len(body) > self._max_reply_bytes:
-            # Never parsed: a huge reply would cost every waiting thread its memory.
-            if call is not None:
-                call.fail(RemoteError("reply too large"))
-            return self._drop("too_large", source_queue,
-                              logging.WARNING if call is not None else logging.DEBUG,
-                              reply_bytes=len(body), matched=call is not None)
+        if len(body) > (call.max_bytes if call is not None else self._largest_reply_bytes):
+            return self._too_large(call, source_queue, len(body))
         request_id = correlation_id
         if call is None:
             request_id = request_id_of(body) or correlation_id
@@ -253,6 +253,8 @@ class RpcClient:
             if request_id is None:
                 return self._drop("unroutable", source_queue)
         if call is not None:
+            if len(body) > call.max_bytes:
+                return self._too_large(call, source_queue, len(body))
             if call.resolve(body):
                 return DELIVERED
             # A duplicate that arrived before its request left the pending map.
@@ -271,6 +273,14 @@ class RpcClient:
             return BROADCAST
         # Neither ours nor any version's: nobody can be waiting for it.
         return self._drop("unroutable", source_queue)
+
+    def _too_large(self, call: PendingCall | None, source_queue: str, size: int) -> Routing:
+        # Never parsed: a huge reply would cost every waiting thread its memory.
+        if call is not None:
+            call.fail(RemoteError("reply too large"))
+        return self._drop("too_large", source_queue,
+                          logging.WARNING if call is not None else logging.DEBUG,
+                          reply_bytes=size, matched=call is not None)
 
     def _drop(self, reason: str, source_queue: str, level: int = logging.DEBUG,
               **details: Any) -> Routing:

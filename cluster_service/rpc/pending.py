@@ -21,11 +21,13 @@ class PendingCall:
     setter still holds, and under load often make it wait a second time.)
     """
 
-    __slots__ = ("request_id", "queue", "_decided", "_guard", "_done", "_body", "_error")
+    __slots__ = ("request_id", "queue", "max_bytes", "_decided", "_guard", "_done", "_body",
+                 "_error")
 
-    def __init__(self, request_id: str, queue: str) -> None:
+    def __init__(self, request_id: str, queue: str, max_bytes: int) -> None:
         self.request_id = request_id
         self.queue = queue
+        self.max_bytes = max_bytes  # a longer reply fails the call unparsed
         self._decided = False
         self._guard = threading.Lock()  # makes "first outcome wins" atomic
         self._done = threading.Lock()   # held until decided; released once

@@ -66,8 +66,7 @@ class PikaTransport:
         self._gap_handlers: list[Callable[[], None]] = []
         self._ever_connected = False
         self._params = connection_parameters(settings)
-        self._request_queues = (settings.auth_request_queue, settings.namespace_request_queue,
-                                settings.agents_request_queue)
+        self._request_queues = settings.request_queues
         self._result_queues = settings.result_queues
         self._reroute_ttl_ms = str(int(max(settings.websocket_timeout,
                                            settings.auth_timeout) * 1000))

@@ -11,17 +11,19 @@ import functools
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime, timedelta
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pika
 import pytest
 
-from devpeers import Behaviour, DevPeers, PeerConfig, Reply
+from devpeers import Behaviour, DevPeers, PeerConfig, Reply, parse_agent_id
 from devpeers.config import fingerprint, parse_api_keys
 
 pytestmark = pytest.mark.rabbitmq
@@ -460,3 +462,318 @@ class TestCommandLine:
         assert process.returncode == 0
         assert json.loads(stdout.strip())["connections"] == 1
         assert "DEVELOPMENT STAND-IN" in stderr
+
+
+# ----- cluster operations --------------------------------------------------------------
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*"
+                           r"[a-z0-9])?)*$")
+GO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$")
+SHAPES = {
+    "get-pods": ("pods", {"name", "namespace", "status", "node", "restarts", "age",
+                          "containers"}),
+    "get-deployments": ("deployments", {"name", "namespace", "replicas", "ready", "available",
+                                        "updated", "age", "containers"}),
+    "get-services": ("services", {"name", "namespace", "type", "cluster_ip", "external_ip",
+                                  "ports", "age", "selector"}),
+    "get-nodes": ("nodes", {"name", "status", "roles", "age", "version", "internal_ip",
+                            "external_ip", "os", "kernel", "container_runtime"}),
+}
+
+
+def operation(client: PeerClient, config: PeerConfig, command: str, agent_id: str,
+              user_id: int = 7, **params: Any) -> str:
+    return client.request(config.operation_request_queue, {
+        "command": command, "agent_id": agent_id, "cluster_id": 123,
+        "params": {"namespace": "", **params}, "user": {"id": user_id, "username": "ana"},
+    })
+
+
+def ask(client: PeerClient, config: PeerConfig, command: str, agent_id: str,
+        **params: Any) -> Dict[str, Any]:
+    """One operation round trip through the broker; the reply body."""
+    request_id = operation(client, config, command, agent_id, **params)
+    before = len(client.received[client.reply_queue])
+    messages = client.wait(before + 1)
+    assert len(messages) == before + 1, f"no reply to {command} for {agent_id}"
+    properties, body = messages[-1]
+    assert properties.correlation_id == request_id
+    reply = json.loads(body)
+    assert reply["request_id"] == request_id and reply["agent_id"] == agent_id
+    return dict(reply)
+
+
+def namespaces_reply(client: PeerClient, config: PeerConfig, agent_id: str) -> Dict[str, Any]:
+    """One get-namespaces round trip; the reply body."""
+    before = len(client.received[client.reply_queue])
+    request_id = get_namespaces(client, config, agent_id)
+    messages = client.wait(before + 1)
+    assert len(messages) == before + 1, f"no namespaces reply for {agent_id}"
+    reply = body_of(messages[-1])
+    assert reply["request_id"] == request_id
+    return reply
+
+
+def result_of(client: PeerClient, config: PeerConfig, command: str, agent_id: str,
+              **params: Any) -> Any:
+    reply = ask(client, config, command, agent_id, **params)
+    assert reply["error"] is None, reply
+    return reply["result"]
+
+
+class TestOperations:
+    """Each command of the operations queue, answered in the Go agent's shapes."""
+
+    @pytest.mark.parametrize("command", sorted(SHAPES))
+    def test_lists_have_the_agents_shape_and_a_count(self, peers: DevPeers, client: PeerClient,
+                                                     config: PeerConfig, command: str) -> None:
+        key, fields = SHAPES[command]
+        result = result_of(client, config, command, "demo-agent-1")
+        assert set(result) == ({key, "count"} if command == "get-nodes"
+                               else {"namespace", key, "count"})
+        assert result["count"] == len(result[key]) > 0
+        for item in result[key]:
+            assert set(item) == fields, item
+            assert GO_TIME.match(item["age"]), item["age"]
+            assert DNS_SUBDOMAIN.match(item["name"]), item["name"]
+            if "namespace" in item:
+                assert DNS_LABEL.match(item["namespace"]), item["namespace"]
+
+    def test_pods_are_spread_over_namespaces_and_filtered_by_one(
+            self, peers: DevPeers, client: PeerClient, config: PeerConfig) -> None:
+        every = result_of(client, config, "get-pods", "demo-agent-1")
+        assert every["namespace"] == "" and every["count"] == 40   # the default size
+        namespaces = {pod["namespace"] for pod in every["pods"]}
+        assert {"default", "kube-system", "team-demo-agent-1"} <= namespaces
+        system = result_of(client, config, "get-pods", "demo-agent-1", namespace="kube-system")
+        assert system["namespace"] == "kube-system"
+        assert system["pods"] == [p for p in every["pods"] if p["namespace"] == "kube-system"]
+        for pod in every["pods"]:
+            assert [set(c) for c in pod["containers"]] == [{"name", "image", "ready"}] * len(
+                pod["containers"])
+
+    def test_a_namespace_without_items_is_null_as_the_agent_sends_it(
+            self, peers: DevPeers, client: PeerClient, config: PeerConfig) -> None:
+        for command, key in (("get-pods", "pods"), ("get-deployments", "deployments")):
+            result = result_of(client, config, command, "demo-agent-1", namespace="kube-public")
+            assert result == {"namespace": "kube-public", key: None, "count": 0}
+
+    def test_ages_carry_offsets_and_up_to_nine_fraction_digits(
+            self, peers: DevPeers, client: PeerClient, config: PeerConfig) -> None:
+        pods = result_of(client, config, "get-pods", "pods-400-ages")["pods"]
+        ages = [pod["age"] for pod in pods]
+        assert all(GO_TIME.match(age) for age in ages)
+        offsets = {age[-6:] if age[-6] in "+-" else "Z" for age in ages}
+        assert {"+05:30", "-07:00", "Z", "+00:00"} <= offsets
+        assert any(re.search(r"\.\d{9}[+-Z]", age) for age in ages)
+        assert any(re.search(r":\d\d[+-Z]", age) for age in ages)   # whole seconds too
+        with_offset = next(age for age in ages if age.endswith("+05:30"))
+        assert datetime.fromisoformat(with_offset).utcoffset() == timedelta(hours=5, minutes=30)
+
+    def test_summary_agrees_with_the_lists(self, peers: DevPeers, client: PeerClient,
+                                           config: PeerConfig) -> None:
+        agent = "pods-600-summary"
+        summary = result_of(client, config, "get-cluster-resources", agent)
+        pods = result_of(client, config, "get-pods", agent)["pods"]
+        nodes = result_of(client, config, "get-nodes", agent)["nodes"]
+        namespaces = namespaces_reply(client, config, agent)["result"]["namespaces"]
+        assert summary["cluster_summary"] == {
+            "nodes": len(nodes), "namespaces": len(namespaces), "pods": 600,
+            "deployments": result_of(client, config, "get-deployments", agent)["count"],
+            "services": result_of(client, config, "get-services", agent)["count"]}
+        assert {p["namespace"] for p in pods} <= {ns["name"] for ns in namespaces}
+        phases = {phase: sum(p["status"] == phase.capitalize() for p in pods)
+                  for phase in ("running", "pending", "failed", "succeeded")}
+        assert summary["pods_status"] == phases and sum(phases.values()) == 600
+        ready = sum(n["status"] == "Ready" for n in nodes)
+        assert summary["nodes_status"] == {"ready": ready, "not_ready": len(nodes) - ready}
+
+    def test_deployments_own_existing_pods_and_services_select_them(
+            self, peers: DevPeers, client: PeerClient, config: PeerConfig) -> None:
+        agent = "pods-300-owners"
+        pods = result_of(client, config, "get-pods", agent)["pods"]
+        nodes = {n["name"] for n in result_of(client, config, "get-nodes", agent)["nodes"]}
+        for deployment in result_of(client, config, "get-deployments", agent)["deployments"]:
+            owned = [p for p in pods if p["namespace"] == deployment["namespace"]
+                     and re.match(re.escape(deployment["name"]) + r"-[a-z0-9]{10}-[a-z0-9]{5}$",
+                                  p["name"])]
+            assert len(owned) == deployment["replicas"] > 0, deployment
+            assert deployment["ready"] == sum(p["status"] == "Running" for p in owned)
+            assert deployment["containers"] == [c["name"] for c in owned[0]["containers"]]
+        for service in result_of(client, config, "get-services", agent)["services"]:
+            if service["selector"] is None:
+                assert service["name"] == "kubernetes"
+                continue
+            app = next(iter(service["selector"].values()))
+            app = {"kube-dns": "coredns"}.get(app, app)   # k8s-app=kube-dns labels coredns
+            assert any(p["namespace"] == service["namespace"] and p["name"].startswith(app + "-")
+                       for p in pods), service
+        assert {p["node"] for p in pods} <= nodes | {""}   # "": a Pending pod is unscheduled
+
+    def test_nodes_have_roles_and_some_have_none(self, peers: DevPeers, client: PeerClient,
+                                                 config: PeerConfig) -> None:
+        nodes = result_of(client, config, "get-nodes", "pods-1200-nodes")["nodes"]
+        assert len(nodes) == 12
+        roles = [n["roles"] for n in nodes]
+        assert ["control-plane"] in roles and ["worker"] in roles and None in roles
+
+    def test_pod_logs_are_the_last_tail_lines_of_an_existing_pod(
+            self, peers: DevPeers, client: PeerClient, config: PeerConfig) -> None:
+        pods = result_of(client, config, "get-pods", "demo-agent-1")["pods"]
+        pod = next(p for p in pods if p["status"] == "Running")
+        result = result_of(client, config, "get-pod-logs", "demo-agent-1",
+                           namespace=pod["namespace"], pod_name=pod["name"], tail_lines=7)
+        assert set(result) == {"namespace", "pod_name", "container_name", "logs", "tail_lines"}
+        assert (result["namespace"], result["pod_name"], result["tail_lines"]) == (
+            pod["namespace"], pod["name"], 7)
+        assert len(result["logs"].splitlines()) == 7
+        container = pod["containers"][0]["name"]
+        named = result_of(client, config, "get-pod-logs", "demo-agent-1",
+                          namespace=pod["namespace"], pod_name=pod["name"],
+                          container_name=container, tail_lines=7)
+        assert named["logs"] == result["logs"] and named["container_name"] == container
+        many = result_of(client, config, "get-pod-logs", "demo-agent-1",
+                         namespace=pod["namespace"], pod_name=pod["name"], tail_lines=1000)
+        assert len(many["logs"].splitlines()) == 1000
+
+    def test_unknown_pod_or_container_is_the_agents_plain_text(
+            self, peers: DevPeers, client: PeerClient, config: PeerConfig) -> None:
+        missing = result_of(client, config, "get-pod-logs", "demo-agent-1",
+                            namespace="default", pod_name="x", tail_lines=10)
+        assert missing == 'Failed to get logs: pods "x" not found'
+        pod = result_of(client, config, "get-pods", "demo-agent-1",
+                        namespace="kube-system")["pods"][0]
+        wrong = result_of(client, config, "get-pod-logs", "demo-agent-1",
+                          namespace="kube-system", pod_name=pod["name"], container_name="nope")
+        assert wrong.startswith("Failed to get logs: container nope is not valid")
+
+    def test_the_same_agent_gets_the_same_cluster(self, peers: DevPeers, client: PeerClient,
+                                                  config: PeerConfig) -> None:
+        first = result_of(client, config, "get-services", "pods-500-same")
+        assert result_of(client, config, "get-services", "pods-500-same") == first
+        other = result_of(client, config, "get-services", "pods-500-other")
+        assert other != first   # its own team namespace
+        assert "team-pods-500-other" in {svc["namespace"] for svc in other["services"]}
+
+    def test_churn_changes_the_pod_and_namespace_lists_on_every_request(
+            self, peers: DevPeers, client: PeerClient, config: PeerConfig) -> None:
+        first = result_of(client, config, "get-pods", "churn-pods-100-c")
+        second = result_of(client, config, "get-pods", "churn-pods-100-c")
+        assert first["count"] == second["count"] == 100
+        names = [{p["name"] for p in r["pods"]} for r in (first, second)]
+        assert len(names[0] - names[1]) >= 1 and len(names[1] - names[0]) >= 1
+        lists = [[ns["name"] for ns in namespaces_reply(client, config, "churn-pods-100-c")
+                  ["result"]["namespaces"]] for _ in range(2)]
+        assert lists[0] != lists[1] and len(lists[0]) == len(lists[1])
+
+    def test_agent_null_sends_null_for_every_list(self, peers: DevPeers, client: PeerClient,
+                                                  config: PeerConfig) -> None:
+        assert result_of(client, config, "get-pods", "agent-null-1")["pods"] is None
+        nodes = result_of(client, config, "get-nodes", "agent-null-1")
+        assert nodes == {"nodes": None, "count": 0}
+        assert namespaces_reply(client, config, "agent-null-1")["result"]["namespaces"] is None
+
+    def test_agent_strings_sends_namespace_names(self, peers: DevPeers, client: PeerClient,
+                                                 config: PeerConfig) -> None:
+        names = namespaces_reply(client, config, "agent-strings-1")["result"]["namespaces"]
+        assert names == ["default", "kube-system", "kube-public", "kube-node-lease",
+                         "team-agent-strings-1"]
+
+    def test_string_result_sends_the_result_as_a_json_string(
+            self, peers: DevPeers, client: PeerClient, config: PeerConfig) -> None:
+        result = result_of(client, config, "get-nodes", "string-result-pods-100-s")
+        assert isinstance(result, str)
+        assert json.loads(result)["count"] == 3
+
+    def test_fault_text_is_a_plain_string_result_without_error(
+            self, peers: DevPeers, client: PeerClient, config: PeerConfig) -> None:
+        result = result_of(client, config, "get-pods", "fault-text-1")
+        assert result.startswith("Failed to list pods: pods is forbidden")
+        with pytest.raises(ValueError):
+            json.loads(result)
+
+    @pytest.mark.parametrize("command", ["get-pods", "get-namespaces"])
+    def test_fault_closed_is_the_closed_socket_text_without_error_code(
+            self, peers: DevPeers, client: PeerClient, config: PeerConfig, command: str) -> None:
+        if command == "get-namespaces":
+            reply = namespaces_reply(client, config, "fault-closed-1")
+        else:
+            reply = ask(client, config, command, "fault-closed-1")
+        assert reply["error"] == ("Failed to communicate with agent: received 1000 (OK); "
+                                  "then sent 1000 (OK)")
+        assert reply["result"] is None and "error_code" not in reply
+
+    def test_unknown_agent_is_not_connected_and_owned_agent_forbidden(
+            self, config: PeerConfig, client: PeerClient) -> None:
+        config.owners = {"demo-agent-1": 8}
+        with DevPeers(config):
+            missing = ask(client, config, "get-pods", "no-such-agent")
+            other = ask(client, config, "get-pods", "demo-agent-1")
+        assert (missing["error_code"], missing["result"]) == ("agent_not_connected", None)
+        assert other["error_code"] == "forbidden"
+
+    def test_unknown_command_is_an_error(self, peers: DevPeers, client: PeerClient,
+                                         config: PeerConfig) -> None:
+        reply = ask(client, config, "delete-pods", "demo-agent-1")
+        assert reply["error"] == "Unknown command" and reply["result"] is None
+
+    def test_results_style_answers_on_the_operation_results_queue(
+            self, peers: DevPeers, client: PeerClient, config: PeerConfig) -> None:
+        peers.set_reply_style("results")
+        client.listen(config.operation_result_queue)
+        request_id = operation(client, config, "get-nodes", "demo-agent-2")
+        [(properties, body)] = client.wait(queue=config.operation_result_queue)
+        assert json.loads(body)["request_id"] == request_id
+        assert client.received[client.reply_queue] == []
+        assert peers.counters["requests_operations"] == peers.counters["replies_operations"] == 1
+
+
+class TestAgentIdGrammar:
+    """Traits read from the agent id compose, in any order, before a free name."""
+
+    @pytest.mark.parametrize("agent_id, expected", [
+        ("slow-300-pods-5000-bench-1", {"delay_ms": 300, "pods": 5000}),
+        ("pods-5000-slow-300-bench-1", {"delay_ms": 300, "pods": 5000}),
+        ("churn-agent-strings-x", {"churn": True, "namespace_items": "strings"}),
+        ("agent-null-1", {"namespace_items": "null", "null_lists": True}),
+        ("string-result-slow-20-a", {"string_result": True, "delay_ms": 20}),
+        ("slow-300-fault-text-1", {"delay_ms": 300, "fault": "fault-text-1"}),
+        ("demo-agent-1", {"has_traits": False}),
+        ("pods-abc", {"has_traits": False}),
+        ("web-pods-10", {"has_traits": False}),
+    ])
+    def test_traits(self, agent_id: str, expected: Dict[str, Any]) -> None:
+        traits = parse_agent_id(agent_id)
+        for name, value in expected.items():
+            assert getattr(traits, name) == value, name
+        assert traits.has_traits == expected.get("has_traits", True)
+
+    def test_slow_and_pods_compose_in_an_answer(self) -> None:
+        [reply] = Behaviour(PeerConfig()).operations({
+            "request_id": "r-1", "command": "get-pods", "agent_id": "slow-300-pods-5000-bench-1",
+            "params": {"namespace": ""}, "user": {"id": 7}})
+        assert reply.delay == 0.3
+        assert json.loads(reply.body)["result"]["count"] == 5000
+
+    def test_default_size_comes_from_the_config(self) -> None:
+        [reply] = Behaviour(PeerConfig(pods=123)).operations({
+            "request_id": "r-1", "command": "get-pods", "agent_id": "demo-agent-1",
+            "params": {}, "user": {"id": 7}})
+        assert json.loads(reply.body)["result"]["count"] == 123
+
+    def test_size_and_operation_queues_come_from_the_environment(self) -> None:
+        config = PeerConfig.from_env({"DEVPEERS_PODS": "7", "DEVPEERS_QUEUE_PREFIX": "p-",
+                                      "OPERATION_REQUEST_QUEUE": "ops-in"})
+        assert config.pods == 7
+        assert config.operation_request_queue == "p-ops-in"
+        assert config.operation_result_queue == "p-cluster_operation_results"
+        assert config.request_queues()["operations"] == "p-ops-in"
+        config.pods = 0
+        with pytest.raises(ValueError, match="DEVPEERS_PODS"):
+            config.validate()
+
+    def test_demo_agents_keep_their_five_namespaces(self) -> None:
+        [reply] = Behaviour(PeerConfig()).namespaces({
+            "request_id": "r-1", "agent_id": "demo-agent-1", "user": {"id": 7}})
+        assert json.loads(reply.body)["result"]["total_count"] == 5

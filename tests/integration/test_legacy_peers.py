@@ -34,8 +34,8 @@ INACTIVE = {"inactive-false": False, "inactive-0": 0, "inactive-str-false": "fal
 NOT_THERE = {
     "gone-agent": "Failed to communicate with agent: No WebSocket connection found for agent "
                   "gone-agent",
-    "closed-agent": "Failed to send message to agent closed-agent: received 1000 (OK); "
-                    "then sent 1000 (OK)",
+    # The agent closed its socket after its previous answer: the reply names no agent.
+    "closed-agent": "Failed to communicate with agent: received 1000 (OK); then sent 1000 (OK)",
 }
 
 
@@ -149,7 +149,9 @@ class TestNobodyConsumes:
             assert namespaces(service, "good-key").status_code == 200
         assert service.get("/ready").status_code == 200  # about our own connection only
         missing = [r for r in service.json_logs() if r.get("event") == "peer_missing"]
-        assert {r["queue"] for r in missing} == {queue}
+        # The legacy Onboarding Service consumes neither the agents nor the operations queue.
+        operations = queue_env(prefix)["OPERATION_REQUEST_QUEUE"]
+        assert {r["queue"] for r in missing} == {queue, operations}
         assert {r["peer"] for r in missing} == {"Onboarding Service"}
         wait_for(lambda: metric_sum(service.get("/metrics").text,
                                     "cluster_rpc_duration_seconds_count", queue=queue,

@@ -82,6 +82,8 @@ def queue_env(prefix: str) -> dict[str, str]:
         "NAMESPACE_RESULT_QUEUE": f"{prefix}cluster_namespace_results",
         "AGENTS_REQUEST_QUEUE": f"{prefix}cluster_agents_requests",
         "AGENTS_RESULT_QUEUE": f"{prefix}cluster_agents_results",
+        "OPERATION_REQUEST_QUEUE": f"{prefix}cluster_operation_requests",
+        "OPERATION_RESULT_QUEUE": f"{prefix}cluster_operation_results",
         "REPLY_EXCHANGE": f"{prefix}cluster_service.replies",
         "AUTH_EVENTS_EXCHANGE": f"{prefix}cluster_service.auth_events",
     }
