@@ -172,7 +172,7 @@ class TestNoInternalsInResponses:
             raise RuntimeError(secret)
 
         with app.app_context():
-            monkeypatch.setattr(services().clusters, "run", explode)
+            monkeypatch.setattr(services().clusters, "run_shared", explode)
         response = app.test_client().get(f"{NAMESPACES}?agent_id=demo-agent-1",
                                          headers={"X-API-Key": API_KEY})
         body = assert_envelope(response, 500, "internal_error")

@@ -9,7 +9,7 @@ from typing import Any, Hashable
 import pytest
 
 from cluster_service.errors import RpcTimeout
-from cluster_service.concurrency.singleflight import SingleFlight
+from cluster_service.concurrency.singleflight import Shared, SingleFlight
 
 from .support.service import wait_for
 
@@ -93,3 +93,26 @@ def test_a_follower_gives_up_after_its_own_timeout() -> None:
             flights.do("key", lambda: 2, 0.05)
         release.set()
         assert leader.result(5) == (1, False)
+
+
+class TestShared:
+    def test_each_key_is_built_once_for_every_caller(self) -> None:
+        shared = Shared([1, 2, 3])
+        builds: list[str] = []
+        start = threading.Barrier(8)
+
+        def derive(key: str) -> object:
+            start.wait(5)
+            return shared.derive(key, lambda value: builds.append(key) or (key, sum(value)))
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(derive, ["a"] * 4 + ["b"] * 4))
+        assert sorted(builds) == ["a", "b"]
+        assert results[0] is results[1] is results[2] is results[3]
+        assert results[4] == ("b", 6) and results[4] is results[7]
+
+    def test_a_build_that_raises_is_not_kept(self) -> None:
+        shared = Shared(0)
+        with pytest.raises(ZeroDivisionError):
+            shared.derive("k", lambda value: 1 / value)
+        assert shared.derive("k", lambda value: value + 1) == 1

@@ -33,6 +33,7 @@ from .schemas import ClusterQuery, load_query
 bp = Blueprint("operations", __name__)
 
 TEXT_PLAIN = "text/plain"
+JSON = "application/json"
 
 
 @dataclass(frozen=True)
@@ -97,24 +98,35 @@ def _serve(route: Route, pod: str | None = None) -> Response:
             label_selector=query["label_selector"], limit=query["limit"],
             token=query["continue_"], query=(agent_id, cluster_id, params))
     found = services()
-    result = found.clusters.run(route.op, g.user, agent_id, cluster_id, params)
-    body: dict[str, Any] = {"success": True, "agent_id": agent_id, "cluster_id": cluster_id,
-                            **route.extra(query)}
+    shared = found.clusters.run_shared(route.op, g.user, agent_id, cluster_id, params)
+    if route.op is ops.POD_LOGS and _wants_text():
+        return Response(shared.value["logs"], mimetype=TEXT_PLAIN)
+    # Requests that shared the flight (same user, agent, cluster and parameters) and
+    # ask the same query get the same body: dumped and serialised once, by whichever
+    # of them comes first.
+    body = shared.derive((route.path, request.query_string), lambda result: _body(
+        route, query, pod, selection, result, found.settings.continue_token_ttl))
+    return Response(body, mimetype=JSON)
+
+
+def _body(route: Route, query: Mapping[str, Any], pod: str | None,
+          selection: Selection | None, result: Any, token_ttl: float) -> bytes:
+    """The JSON body of ``route`` for ``result``: dumped with its schema, serialised."""
+    body: dict[str, Any] = {"success": True, "agent_id": query["agent_id"],
+                            "cluster_id": query["cluster_id"], **route.extra(query)}
     if selection is not None:
-        page = selection.apply(result, time.time(), found.settings.continue_token_ttl)
+        page = selection.apply(result, time.time(), token_ttl)
         body[route.op.name] = page.items
         body["total_count"] = len(page.items)
         if selection.limit is not None:
             body["continue_"] = page.next_token
     elif route.op is ops.POD_LOGS:
-        if _wants_text():
-            return Response(result["logs"], mimetype=TEXT_PLAIN)
         body.update(namespace=query["namespace"], pod=pod, container=query["container"],
                     tail_lines=query["tail_lines"], logs=result["logs"])
     else:
         body.update(result)
     body["timestamp"] = utc_timestamp()
-    return jsonify(route.response.dump(body))
+    return jsonify(route.response.dump(body)).get_data()
 
 
 def _wants_text() -> bool:

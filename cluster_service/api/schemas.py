@@ -12,6 +12,7 @@ from typing import Any, Mapping
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from ..errors import InvalidRequest
+from .query_check import QueryCheck
 
 AGENT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 _AGENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -87,14 +88,25 @@ class ErrorResponse(Schema):
 
 
 def load_query(schema: Schema, args: Mapping[str, Any]) -> Any:
-    """Validate a query string; a repeated or invalid field is InvalidRequest naming it."""
+    """Validate a query string; a repeated or invalid field is InvalidRequest naming it.
+
+    Valid queries are checked by the schema's fields directly (``query_check.py``,
+    built once per schema); anything else by ``schema.load``, which names the error.
+    """
+    check = _checks.get(schema)
+    if check is None:
+        check = _checks[schema] = QueryCheck(schema)
     getlist = getattr(args, "getlist", None)
     if getlist is not None:
-        for name in schema.fields:
-            if len(getlist(name)) > 1:
+        for name in check.names:
+            if name in args and len(getlist(name)) > 1:
                 raise InvalidRequest(f"{name}: must be given once")
+    data = dict(args)
+    loaded = check.load(data)
+    if loaded is not None:
+        return loaded
     try:
-        return schema.load(dict(args))
+        return schema.load(data)
     except ValidationError as error:
         messages = error.messages if isinstance(error.messages, dict) else {"_": error.messages}
         name, problems = sorted(messages.items())[0]
@@ -102,3 +114,7 @@ def load_query(schema: Schema, args: Mapping[str, Any]) -> Any:
         if problem == "Missing data for required field.":
             problem = "is required"
         raise InvalidRequest(f"{name}: {problem}") from None
+
+
+# One check per query schema instance, made on its first query.
+_checks: dict[Schema, QueryCheck] = {}

@@ -10,11 +10,40 @@ nothing is cached here: a later call does the work again.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Generic, Hashable, TypeVar
+from typing import Any, Callable, Generic, Hashable, TypeVar
 
 from ..errors import RpcTimeout
 
 V = TypeVar("V")
+T = TypeVar("T")
+_NOTHING: Any = object()
+
+
+class Shared(Generic[V]):
+    """A value shared by the callers of one flight, and what they derive from it, once.
+
+    Identical requests that shared a flight also share what is built from its
+    value: the first caller to ask for ``key`` builds it (the others wait for it),
+    the rest get the same object. It lives as long as its callers hold it:
+    nothing is cached beyond the flight.
+    """
+
+    __slots__ = ("value", "_derived", "_lock")
+
+    def __init__(self, value: V) -> None:
+        self.value = value
+        self._derived: dict[Hashable, Any] = {}
+        self._lock = threading.Lock()
+
+    def derive(self, key: Hashable, build: Callable[[V], T]) -> T:
+        """``build(value)``, built once per ``key`` (a build that raises is not kept)."""
+        found = self._derived.get(key, _NOTHING)
+        if found is _NOTHING:
+            with self._lock:
+                found = self._derived.get(key, _NOTHING)
+                if found is _NOTHING:
+                    found = self._derived[key] = build(self.value)
+        return found  # type: ignore[no-any-return]
 
 
 class _Flight(Generic[V]):

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from ..concurrency.admission import KeyedSlots
 from ..concurrency.breaker import Breakers, Outcome
-from ..concurrency.singleflight import SingleFlight
+from ..concurrency.singleflight import Shared, SingleFlight
 from ..config import Settings
 from ..errors import (PEER_ERRORS, AgentNotConnected, AgentTimeout, ClusterServiceError,
                       RemoteError, RpcTimeout)
@@ -46,7 +46,7 @@ class ClusterOperations:
                                   forget_after=3 * settings.websocket_timeout
                                   + settings.breaker_cooldown)
         rpc.add_connection_listener(lambda up: self._breakers.reset() if up else None)
-        self._flights: SingleFlight[Any] = SingleFlight()
+        self._flights: SingleFlight[Shared[Any]] = SingleFlight()
         # Followers wait as long as the leader may; else a follower could get 504
         # while the leader still gets its answer.
         self._flight_timeout = settings.cluster_flight_timeout
@@ -63,12 +63,18 @@ class ClusterOperations:
         Identical concurrent requests (same user, agent, cluster, command and
         parameters) share one RPC and one parse; the result is shared, never mutated.
         """
+        return self.run_shared(op, user, agent_id, cluster_id, params).value
+
+    def run_shared(self, op: Operation, user: User, agent_id: str, cluster_id: int | None,
+                   params: Mapping[str, Any] | None = None) -> Shared[Any]:
+        """:meth:`run`'s result as the flight shares it, with what its requests derive
+        from it (their response bodies), derived once."""
         params = params or {}
         key = (user.id, agent_id, cluster_id, op.command, tuple(sorted(params.items())))
-        result, _shared = self._flights.do(
-            key, lambda: self._fetch(op, user, agent_id, cluster_id, params),
+        shared, _follower = self._flights.do(
+            key, lambda: Shared(self._fetch(op, user, agent_id, cluster_id, params)),
             self._flight_timeout)
-        return result
+        return shared
 
     def list_namespaces(self, user: User, agent_id: str, cluster_id: int | None) -> list[Item]:
         """Namespaces of the agent's cluster."""
