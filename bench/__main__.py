@@ -42,9 +42,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true",
                         help="CI mode: short runs (3 s), targets reported only")
     parser.add_argument("--scenario",
-                        choices=("configs", "slow-agents", "scale-out", "operations"),
-                        default="configs",
-                        help="configs: the hot-path comparison (default); slow-agents: "
+                        choices=("hot-path", "configs", "slow-agents", "scale-out",
+                                 "operations"),
+                        default="hot-path",
+                        help="hot-path (or configs): the hot-path comparison (default); "
+                             "slow-agents: "
                              "agents that answer in 0.2-1 s or never (bench/slow_agents.py); "
                              "scale-out: R replicas x W workers with fixed-queue peers "
                              "(bench/scale_out.py); operations: /pods whole and paged and "

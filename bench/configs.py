@@ -48,6 +48,14 @@ CONFIGS: tuple[BenchConfig, ...] = (
                 "wsgi:app", SERVICE_CONF, f"{API}/namespaces?agent_id={AGENT_PREFIX}1",
                 f"{API}/ready", service=True, peers="devpeers",
                 probe_path=f"{API}/namespaces?agent_id={AGENT_PREFIX}1"),
+    BenchConfig("bare-pods", "bare Flask app, one get-pods RPC per request to the stand-in "
+                "peers, the service's pod fields (bench/apps/bare_ops.py)",
+                "bench.apps.bare_ops:app", BENCH_CONF, f"/pods?agent_id={AGENT_PREFIX}",
+                "/pods?agent_id=demo-agent-1", peers="devpeers", spread=True),
+    BenchConfig("pods", "service GET /pods (every namespace), warm auth cache, spread over "
+                "agents", "wsgi:app", SERVICE_CONF, f"{API}/pods?agent_id={AGENT_PREFIX}",
+                f"{API}/ready", service=True, peers="devpeers", spread=True,
+                probe_path=f"{API}/pods?agent_id={AGENT_PREFIX}1"),
     BenchConfig("namespaces-cold-auth", "service GET /namespaces, AUTH_CACHE_TTL=0, spread",
                 "wsgi:app", SERVICE_CONF, f"{API}/namespaces?agent_id={AGENT_PREFIX}",
                 f"{API}/ready", service=True, peers="devpeers", spread=True,

@@ -177,7 +177,9 @@ class ConfigRun:
         if self.config.peers == "responder":
             env["BENCH_RPC_QUEUE"] = self.names.echo_queue
         elif self.config.peers == "devpeers" and not self.config.service:
-            env["BENCH_RPC_QUEUE"] = self.names.service_env()["NAMESPACE_REQUEST_QUEUE"]
+            queues = self.names.service_env()
+            env["BENCH_RPC_QUEUE"] = queues["NAMESPACE_REQUEST_QUEUE"]
+            env["BENCH_OPS_QUEUE"] = queues["OPERATION_REQUEST_QUEUE"]
         if self.config.service:
             env.update(self.names.service_env())
             # The full request path, as in production: INFO access lines (to the
