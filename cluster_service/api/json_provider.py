@@ -26,6 +26,11 @@ def _default(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+def body(obj: Any) -> bytes:
+    """``obj`` as the bytes of a JSON response body (what ``jsonify`` would send)."""
+    return orjson.dumps(obj, default=_default, option=_OPTIONS)
+
+
 class OrjsonProvider(DefaultJSONProvider):
     """``jsonify`` and ``app.json`` through orjson."""
 
@@ -36,9 +41,7 @@ class OrjsonProvider(DefaultJSONProvider):
         return orjson.loads(s)
 
     def response(self, *args: Any, **kwargs: Any) -> Response:
-        obj = self._prepare_response_obj(args, kwargs)
-        return Response(orjson.dumps(obj, default=_default, option=_OPTIONS),
-                        mimetype=self.mimetype)
+        return Response(body(self._prepare_response_obj(args, kwargs)), mimetype=self.mimetype)
 
 
 def init_app(app: Flask) -> None:

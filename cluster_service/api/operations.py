@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, g, request
 from marshmallow import Schema, ValidationError
 
 from ..domain import operations as ops
@@ -24,6 +24,7 @@ from ..errors import InvalidRequest
 from ..observability.timestamps import utc_timestamp
 from .auth import require_user
 from .extension import services
+from .json_provider import body as json_body
 from .operation_schemas import (DeploymentsResponse, ListQuery, NamespacedListQuery,
                                 NamespacesResponse, NodesResponse, PodLogsQuery,
                                 PodLogsResponse, PodsResponse, ServicesResponse,
@@ -126,7 +127,7 @@ def _body(route: Route, query: Mapping[str, Any], pod: str | None,
     else:
         body.update(result)
     body["timestamp"] = utc_timestamp()
-    return jsonify(route.response.dump(body)).get_data()
+    return json_body(route.response.dump(body))
 
 
 def _wants_text() -> bool:
