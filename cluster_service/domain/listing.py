@@ -35,7 +35,9 @@ class Selection:
                                  "(its items carry no labels)")
         if token is not None and limit is None:
             raise InvalidRequest("continue: needs limit")
-        scope = scope_of(op.name, *query, field_selector or "", label_selector or "")
+        # Only a page needs the scope (its tokens carry it): no digest for a whole list.
+        scope = "" if limit is None else scope_of(op.name, *query, field_selector or "",
+                                                  label_selector or "")
         return cls(
             fields=parse_field_selector(field_selector or "", op.fields),
             labels=parse_label_selector(label_selector or ""),
