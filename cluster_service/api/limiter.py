@@ -133,8 +133,11 @@ class KeyLimit:
         except Exception:
             try:
                 return self._on_storage_error().get_window_stats(self.item, *args)
-            except Exception:
-                log.exception("Failed to update rate limit headers. Swallowing error")
+            except Exception as error:  # the response goes out without the headers
+                # Its type only: no traceback in the log (docs/observability.md).
+                log.error("Failed to update rate limit headers",
+                          extra={"event": "limiter_headers_failed",
+                                 "error_type": type(error).__name__})
                 return None
 
     def _strategy(self) -> RateLimiter:
