@@ -58,7 +58,7 @@ class FakeAgent:
         if command == "get-services":
             return {"namespace": namespace, "count": 1, "services": [
                 {"name": "web", "namespace": "default", "type": "ClusterIP",
-                 "cluster_ip": "10.96.0.10", "external_ip": None,
+                 "cluster_ip": "198.51.100.10", "external_ip": None,
                  "ports": [{"name": "http", "port": 80, "target_port": "8080",
                             "protocol": "TCP"}], "age": AGE, "selector": {"app": "web"}}]}
         if command == "get-nodes":
