@@ -13,22 +13,28 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import Any, Mapping
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping
 
-from ..concurrency.admission import KeyedSlots
+from ..concurrency.admission import KeyedSlots, Slots
 from ..concurrency.breaker import Breakers, Outcome
 from ..concurrency.singleflight import SingleFlight
 from ..config import Settings
 from ..errors import (PEER_ERRORS, AgentNotConnected, AgentTimeout, ClusterServiceError,
                       RemoteError, RpcTimeout)
 from ..observability.observer import Observer
-from ..rpc.bodies import loads_strict
+from ..rpc.bodies import loads_strict, parse_reply
 from ..rpc.client import RpcClient
 from .agent_results import Item
 from .operations import NAMESPACES, Operation, request_body
 from .users import User
 
 log = logging.getLogger(__name__)
+
+# A reply this large (a few thousand pods) is parsed under the worker's large-parse
+# slots, LARGE_PARSES at a time.
+LARGE_REPLY_BYTES = 1024 * 1024
+LARGE_PARSES = 1
 
 
 class ClusterOperations:
@@ -46,6 +52,9 @@ class ClusterOperations:
                                   forget_after=3 * settings.websocket_timeout
                                   + settings.breaker_cooldown)
         rpc.add_connection_listener(lambda up: self._breakers.reset() if up else None)
+        # Large replies are parsed one at a time (their CPU shares one GIL anyway): N
+        # concurrent 20,000-pod parses would hold N copies of the list at once.
+        self._large_parses = Slots(LARGE_PARSES, self._observer, scope="parse")
         self._flights: SingleFlight[Any] = SingleFlight()
         # Followers wait as long as the leader may; else a follower could get 504
         # while the leader still gets its answer.
@@ -109,9 +118,10 @@ class ClusterOperations:
             with self._per_agent.held(agent_id, deadline, give_up):
                 outcome = Outcome.NEUTRAL
                 try:
-                    reply = self._rpc.call(queue, payload, timeout, deadline, max_bytes)
+                    body = self._rpc.call_bytes(queue, payload, timeout, deadline, max_bytes)
                     outcome = Outcome.ANSWERED
-                    return op.parse(_result_of(reply, agent_id))
+                    with self._parsing(len(body), deadline):
+                        return op.parse(_result_of(parse_reply(body), agent_id))
                 except (RpcTimeout, AgentTimeout):
                     outcome = Outcome.TIMED_OUT
                     raise
@@ -123,6 +133,18 @@ class ClusterOperations:
         finally:
             if not recorded:  # no slot before the deadline: no verdict on the agent
                 self._breakers.record(agent_id, Outcome.NEUTRAL, trial)
+
+    @contextmanager
+    def _parsing(self, size: int, deadline: float) -> Iterator[None]:
+        """Hold one of the worker's large-parse slots while a large reply is parsed."""
+        if size < LARGE_REPLY_BYTES:
+            yield
+            return
+        self._large_parses.acquire(deadline)
+        try:
+            yield
+        finally:
+            self._large_parses.release()
 
     def connected_agents(self, user: User) -> list[str]:
         """Ids of the agents connected now, sorted, without duplicates."""
