@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from .api import access_log, error_handlers, limiter, request_id
+from .api import access_log, error_handlers, json_provider, limiter, request_id
 from .api.extension import init_app as init_services
 from .api.routes import AUTHENTICATED, register_blueprints
 from .config import Settings, load_settings
@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None, transport: Transport | None = N
     app = Flask(__name__)
     app.config.update(DEBUG=False, PROPAGATE_EXCEPTIONS=False, JSON_SORT_KEYS=False,
                       MAX_CONTENT_LENGTH=64 * 1024)
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    json_provider.init_app(app)
     if settings.trusted_proxy_addresses:
         app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
             app.wsgi_app, settings.trusted_proxy_addresses)

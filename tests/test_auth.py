@@ -309,6 +309,7 @@ class FakeResponse:
     def __init__(self, status: int, body: Any = None) -> None:
         self.status_code = status
         self._body = body
+        self.content = b"" if isinstance(body, Exception) else json.dumps(body).encode()
 
     def json(self) -> Any:
         if isinstance(self._body, Exception):
@@ -381,6 +382,19 @@ class TestUserServiceClient:
     @pytest.mark.parametrize("status", [401, 403])
     def test_401_and_403_reject_the_key(self, status: int) -> None:
         client, _ = http_client(FakeResponse(status, {"detail": "no"}))
+        with pytest.raises(AuthenticationFailed):
+            client.validate("k")
+
+    def test_a_licence_lapse_is_unavailable_not_a_rejection(self) -> None:
+        client, _ = http_client(FakeResponse(403, {"error": "LICENSE_EXPIRED",
+                                                   "message": "License has expired"}))
+        with pytest.raises(AuthBackendUnavailable):
+            client.validate("k")
+
+    @pytest.mark.parametrize("body", [{"error": "FORBIDDEN"}, {"error": ["LICENSE_EXPIRED"]},
+                                      ValueError("not json"), ["LICENSE_EXPIRED"]])
+    def test_any_other_403_rejects_the_key(self, body: Any) -> None:
+        client, _ = http_client(FakeResponse(403, body))
         with pytest.raises(AuthenticationFailed):
             client.validate("k")
 

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 from ..errors import InvalidRequest
 from .operations import Operation
-from .paging import Page, page_of, scope_of
+from .paging import Cursor, Page, page_of, read_token, scope_of
 from .selectors import (LABEL_SELECTOR, FieldTerm, LabelRequirement, parse_field_selector,
                         parse_label_selector)
 
@@ -23,7 +23,7 @@ class Selection:
     fields: tuple[FieldTerm, ...] = ()
     labels: tuple[LabelRequirement, ...] = ()
     limit: int | None = None
-    token: str | None = None
+    cursor: Cursor | None = None
     scope: str = ""
 
     @classmethod
@@ -35,11 +35,12 @@ class Selection:
                                  "(its items carry no labels)")
         if token is not None and limit is None:
             raise InvalidRequest("continue: needs limit")
+        scope = scope_of(op.name, *query, field_selector or "", label_selector or "")
         return cls(
             fields=parse_field_selector(field_selector or "", op.fields),
             labels=parse_label_selector(label_selector or ""),
-            limit=limit, token=token,
-            scope=scope_of(op.name, *query, field_selector or "", label_selector or ""))
+            limit=limit, cursor=read_token(token, scope) if token is not None else None,
+            scope=scope)
 
     def apply(self, items: Sequence[Mapping[str, Any]], now: float, ttl: float) -> Page:
         """The selected items; paged when a limit was given (else ``next_token`` is None)."""
@@ -48,7 +49,7 @@ class Selection:
             selected = [item for item in items if self._matches(item)]
         if self.limit is None:
             return Page(list(selected), None)
-        return page_of(selected, self.limit, self.token, self.scope, now, ttl)
+        return page_of(selected, self.limit, self.cursor, self.scope, now, ttl)
 
     def _matches(self, item: Mapping[str, Any]) -> bool:
         if not all(term.matches(item) for term in self.fields):

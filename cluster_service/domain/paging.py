@@ -64,23 +64,38 @@ def scope_of(*parts: Any) -> str:
     return hashlib.blake2b(text.encode(), digest_size=9).hexdigest()
 
 
-def page_of(items: Sequence[Mapping[str, Any]], limit: int, token: str | None, scope: str,
-            now: float, ttl: float) -> Page:
-    """The page of ``items`` (the whole selected list) that ``token`` asks for."""
+@dataclass(frozen=True)
+class Cursor:
+    """Where a ``continue`` token says the previous page ended, and what it was of."""
+
+    fingerprint: str
+    after: tuple[str, str]
+    issued: int
+
+
+def read_token(token: str, scope: str) -> Cursor:
+    """The cursor in ``token``; InvalidRequest (400) if this service did not issue it for
+    this query. Checked before anything is fetched."""
+    claimed = _decode(token)
+    if claimed["scope"] != scope:
+        raise InvalidRequest(f"{CONTINUE}: the token belongs to another list query")
+    return Cursor(claimed["fingerprint"], claimed["after"], claimed["issued"])
+
+
+def page_of(items: Sequence[Mapping[str, Any]], limit: int, cursor: Cursor | None,
+            scope: str, now: float, ttl: float) -> Page:
+    """The page of ``items`` (the whole selected list) that starts after ``cursor``."""
     ordered = sorted(items, key=item_key)
     keys = [item_key(item) for item in ordered]
     fingerprint = _fingerprint(keys)
-    if token is None:
+    if cursor is None:
         start, issued = 0, int(now)
     else:
-        claimed = _decode(token)
-        if claimed["scope"] != scope:
-            raise InvalidRequest(f"{CONTINUE}: the token belongs to another list query")
-        issued = claimed["issued"]
+        issued = cursor.issued
         if not (now - ttl <= issued <= now + _CLOCK_SKEW_S) \
-                or claimed["fingerprint"] != fingerprint:
+                or cursor.fingerprint != fingerprint:
             raise ContinueExpired()
-        start = bisect_right(keys, claimed["after"])
+        start = bisect_right(keys, cursor.after)
     end = start + limit
     if end >= len(ordered):
         return Page(ordered[start:], None)

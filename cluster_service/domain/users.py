@@ -58,6 +58,20 @@ class User:
                    is_active=active is True)
 
 
+LICENSE_EXPIRED = "LICENSE_EXPIRED"
+
+
+def _is_licence_lapse(response: requests.Response) -> bool:
+    """Whether a 403 is the licence middleware's (``{"error": "LICENSE_EXPIRED", …}``)."""
+    if len(response.content) > 64 * 1024:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("error") == LICENSE_EXPIRED
+
+
 class UserServiceClient:
     """The HTTP fallback: ``GET {USER_SERVICE_URL}/api/v1.0/users/me/api-key``."""
 
@@ -83,6 +97,12 @@ class UserServiceClient:
             log.warning("user service fallback unreachable",
                         extra={"event": "auth_fallback_error", "error_type": type(error).__name__})
             raise AuthBackendUnavailable() from None
+        if response.status_code == 403 and _is_licence_lapse(response):
+            # The User Service's licence middleware answered before checking the key:
+            # the backend is unavailable, the key is neither valid nor rejected.
+            log.warning("user service fallback refused: licence expired",
+                        extra={"event": "auth_fallback_error", "reason": "license_expired"})
+            raise AuthBackendUnavailable()
         if response.status_code in (401, 403):
             raise AuthenticationFailed()
         if response.status_code != 200:
