@@ -99,7 +99,7 @@ def _serve(route: Route, pod: str | None = None) -> Response:
     found = services()
     result = found.clusters.run(route.op, g.user, agent_id, cluster_id, params)
     body: dict[str, Any] = {"success": True, "agent_id": agent_id, "cluster_id": cluster_id,
-                            **route.extra(query)}
+                            **route.extra(query)}  # nosec B610
     if selection is not None:
         page = selection.apply(result, time.time(), found.settings.continue_token_ttl)
         body[route.op.name] = page.items
