@@ -13,10 +13,10 @@ from __future__ import annotations
 import logging
 import re
 import time
-from contextlib import contextmanager
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
-from ..concurrency.admission import KeyedSlots, Slots
+from ..concurrency.admission import KeyedSlots
+from ..concurrency.large_replies import LargeReplies
 from ..concurrency.breaker import Breakers, Outcome
 from ..concurrency.singleflight import SingleFlight
 from ..config import Settings
@@ -30,11 +30,6 @@ from .operations import NAMESPACES, Operation, request_body
 from .users import User
 
 log = logging.getLogger(__name__)
-
-# A reply this large (a few thousand pods) is parsed under the worker's large-parse
-# slots, LARGE_PARSES at a time.
-LARGE_REPLY_BYTES = 1024 * 1024
-LARGE_PARSES = 1
 
 
 class ClusterOperations:
@@ -52,9 +47,7 @@ class ClusterOperations:
                                   forget_after=3 * settings.websocket_timeout
                                   + settings.breaker_cooldown)
         rpc.add_connection_listener(lambda up: self._breakers.reset() if up else None)
-        # Large replies are parsed one at a time (their CPU shares one GIL anyway): N
-        # concurrent 20,000-pod parses would hold N copies of the list at once.
-        self._large_parses = Slots(LARGE_PARSES, self._observer, scope="parse")
+        self._large = LargeReplies(self._observer)
         self._flights: SingleFlight[Any] = SingleFlight()
         # Followers wait as long as the leader may; else a follower could get 504
         # while the leader still gets its answer.
@@ -114,13 +107,15 @@ class ClusterOperations:
         # trial call itself waits for the calls it found in flight.
         give_up = None if trial else (lambda: self._breakers.refusal(agent_id))
         recorded = False
+        size_key = (agent_id, op.command, tuple(sorted(params.items())))
         try:
-            with self._per_agent.held(agent_id, deadline, give_up):
+            with self._per_agent.held(agent_id, deadline, give_up), \
+                    self._large.call(size_key, deadline):
                 outcome = Outcome.NEUTRAL
                 try:
                     body = self._rpc.call_bytes(queue, payload, timeout, deadline, max_bytes)
                     outcome = Outcome.ANSWERED
-                    with self._parsing(len(body), deadline):
+                    with self._large.parsing(size_key, len(body), deadline):
                         return op.parse(_result_of(parse_reply(body), agent_id))
                 except (RpcTimeout, AgentTimeout):
                     outcome = Outcome.TIMED_OUT
@@ -133,18 +128,6 @@ class ClusterOperations:
         finally:
             if not recorded:  # no slot before the deadline: no verdict on the agent
                 self._breakers.record(agent_id, Outcome.NEUTRAL, trial)
-
-    @contextmanager
-    def _parsing(self, size: int, deadline: float) -> Iterator[None]:
-        """Hold one of the worker's large-parse slots while a large reply is parsed."""
-        if size < LARGE_REPLY_BYTES:
-            yield
-            return
-        self._large_parses.acquire(deadline)
-        try:
-            yield
-        finally:
-            self._large_parses.release()
 
     def connected_agents(self, user: User) -> list[str]:
         """Ids of the agents connected now, sorted, without duplicates."""

@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from cluster_service.config import load_settings
-from cluster_service.domain.clusters import LARGE_REPLY_BYTES, ClusterOperations
+from cluster_service.concurrency.large_replies import LARGE_REPLY_BYTES
+from cluster_service.domain.clusters import ClusterOperations
 from cluster_service.domain.operations import Operation
 from cluster_service.domain.users import User
 from cluster_service.rpc.client import RpcClient
