@@ -25,9 +25,9 @@ from ..observability.timestamps import utc_timestamp
 from .auth import require_user
 from .extension import services
 from .operation_schemas import (DeploymentsResponse, ListQuery, NamespacedListQuery,
-                                NamespacesResponse, NodesResponse, PodLogsQuery,
-                                PodLogsResponse, PodsResponse, ServicesResponse,
-                                SummaryResponse, valid_dns_subdomain)
+                                NamespacesQuery, NamespacesResponse, NodesResponse,
+                                PodLogsQuery, PodLogsResponse, PodsQuery, PodsResponse,
+                                ServicesResponse, SummaryResponse, valid_dns_subdomain)
 from .schemas import ClusterQuery, load_query
 
 bp = Blueprint("operations", __name__)
@@ -53,10 +53,10 @@ def _namespace(query: Mapping[str, Any]) -> dict[str, Any]:
 
 
 ROUTES: tuple[Route, ...] = (
-    Route("/namespaces", ops.NAMESPACES, ListQuery(), NamespacesResponse(),
+    Route("/namespaces", ops.NAMESPACES, NamespacesQuery(), NamespacesResponse(),
           "list_namespaces: the namespaces of one agent's cluster",
           lambda query: {"message": "Successfully retrieved namespaces from cluster"}),
-    Route("/pods", ops.PODS, NamespacedListQuery(), PodsResponse(),
+    Route("/pods", ops.PODS, PodsQuery(), PodsResponse(),
           "list_pods: the pods of one namespace, or of all", _namespace),
     Route("/deployments", ops.DEPLOYMENTS, NamespacedListQuery(), DeploymentsResponse(),
           "list_deployments: the deployments of one namespace, or of all", _namespace),
@@ -104,7 +104,7 @@ def _serve(route: Route, pod: str | None = None) -> Response:
         page = selection.apply(result, time.time(), found.settings.continue_token_ttl)
         body[route.op.name] = page.items
         body["total_count"] = len(page.items)
-        if selection.limit is not None:
+        if selection.paged:
             body["continue_"] = page.next_token
     elif route.op is ops.POD_LOGS:
         if _wants_text():

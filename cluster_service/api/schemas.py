@@ -90,8 +90,9 @@ def load_query(schema: Schema, args: Mapping[str, Any]) -> Any:
     """Validate a query string; a repeated or invalid field is InvalidRequest naming it."""
     getlist = getattr(args, "getlist", None)
     if getlist is not None:
-        for name in schema.fields:
-            if len(getlist(name)) > 1:
+        for field in schema.fields.values():
+            name = field.data_key or field.name
+            if name is not None and len(getlist(name)) > 1:
                 raise InvalidRequest(f"{name}: must be given once")
     try:
         return schema.load(dict(args))
