@@ -4,7 +4,8 @@
 #   ./start-cluster-service.sh          the service alone, configured by the environment / .env
 #   ./start-cluster-service.sh --demo   also start the stand-in peers (a development stand-in
 #                                       for the User and Onboarding Services, never for
-#                                       production) and print a curl that lists namespaces
+#                                       production) and print curls: namespaces, pods, a
+#                                       deployment, the summary and a log tail
 #
 # It creates .venv and installs the pinned requirements on first use. With
 # USE_SSL=true and no certificate at SSL_CERTFILE/SSL_KEYFILE it generates a
@@ -58,9 +59,15 @@ if [ "$demo" = true ]; then
   Local demo: stand-in peers are answering on RabbitMQ (demo API key: demo-key).
   Try, once gunicorn says it is listening:
 
-    curl ${curl_k}-H 'X-API-Key: demo-key' '${scheme}://127.0.0.1:${port}/api/v3.0/cluster/namespaces?agent_id=demo-agent-1'
-    curl ${curl_k}-H 'X-API-Key: demo-key' '${scheme}://127.0.0.1:${port}/api/v3.0/cluster/agents/connected'
-    curl ${curl_k}'${scheme}://127.0.0.1:${port}/api/v3.0/cluster/health'
+    api='${scheme}://127.0.0.1:${port}/api/v3.0/cluster'
+    curl ${curl_k}-H 'X-API-Key: demo-key' "\$api/namespaces?agent_id=demo-agent-1"
+    curl ${curl_k}-H 'X-API-Key: demo-key' "\$api/pods?agent_id=demo-agent-1&namespace=kube-system&limit=5"
+    curl ${curl_k}-H 'X-API-Key: demo-key' "\$api/pods?agent_id=demo-agent-1&fieldSelector=status.phase!=Running"
+    curl ${curl_k}-H 'X-API-Key: demo-key' "\$api/deployments?agent_id=demo-agent-1&fieldSelector=metadata.name=coredns"
+    curl ${curl_k}-H 'X-API-Key: demo-key' "\$api/summary?agent_id=demo-agent-1"
+    curl ${curl_k}-H 'X-API-Key: demo-key' -H 'Accept: text/plain' "\$api/pods/kube-apiserver-cp-1/logs?agent_id=demo-agent-1&namespace=kube-system&tail_lines=10"
+    curl ${curl_k}-H 'X-API-Key: demo-key' "\$api/agents/connected"
+    curl ${curl_k}"\$api/health"
 
   Ctrl-C stops both.
 

@@ -414,6 +414,11 @@ def main(smoke: bool, duration: float | None, warmup: float | None, workers: int
     scenario = Scenario(smoke, duration or (2.0 if smoke else 15.0),
                         warmup or (0.5 if smoke else 3.0), workers, threads, log,
                         results_dir / "logs")
+    print(f"mode: {'smoke' if smoke else 'full'}; agents answer after {LATENCY_MS} ms with "
+          f"{PODS} pods (RSS rows: {BIG_PODS}); client i always asks its own agent "
+          f"({agent_id(PODS, 0)[:-1]}<i>), so no single flight merges requests; "
+          f"apps {workers} worker(s) x {threads} threads; {scenario.warmup:g} s warm-up + "
+          f"{scenario.duration:g} s per row", flush=True)
     rows = scenario.run()
     found = checks(rows)
     print(table(rows))

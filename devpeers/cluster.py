@@ -321,7 +321,7 @@ def nodes(lay: Layout) -> List[Dict[str, Any]]:
     return items
 
 
-def namespace_items(lay: Layout, agent_id: str) -> List[Dict[str, Any]]:
+def namespace_items(lay: Layout) -> List[Dict[str, Any]]:
     """get-namespaces items for the cluster's extra (application) namespaces."""
     return [{
         "name": plan.name, "status": "Active", "createdAt": "2024-02-01T08:00:00Z",

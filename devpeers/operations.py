@@ -154,7 +154,7 @@ class ClusterStore:
 
     def extra_namespaces(self, agent_id: str, traits: AgentTraits) -> List[Dict[str, Any]]:
         """get-namespaces items beyond the five every simulated cluster has."""
-        items = cluster.namespace_items(self.layout(agent_id, traits), agent_id)
+        items = cluster.namespace_items(self.layout(agent_id, traits))
         if traits.churn:
             name = f"churn-{self.generation(agent_id)}"
             items.append({"name": name, "status": "Active", "createdAt": "2024-03-01T00:00:00Z",

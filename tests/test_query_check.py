@@ -35,7 +35,7 @@ def outcome(check: QueryCheck, schema: Schema, data: dict[str, str]) -> tuple[An
 
 
 @pytest.mark.parametrize("name", sorted(SCHEMAS))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(data=st.data())
 def test_the_check_agrees_with_schema_load(name: str, data: st.DataObject) -> None:
     schema = SCHEMAS[name]

@@ -22,8 +22,10 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 _DNS_LABEL = re.compile(DNS_LABEL[1:-1])
 _DNS_SUBDOMAIN = re.compile(DNS_SUBDOMAIN[1:-1])
-MAX_SELECTOR = 1024
-MAX_CONTINUE = 1024
+# Bounds that keep a whole query inside MAX_QUERY_STRING (api/contract.py), so a long
+# one gets this API's 400, not the HTTP server's 414.
+MAX_SELECTOR = 256
+MAX_CONTINUE = 512
 
 
 def valid_dns_label(value: str) -> None:
@@ -55,6 +57,35 @@ class QueryInt(fields.Integer):
         return int(value)
 
 
+def _selector_field(data_key: str, pattern: str, description: str,
+                    example: str) -> fields.String:
+    return fields.String(
+        data_key=data_key, load_default=None,
+        validate=lambda value: len(value) <= MAX_SELECTOR or _refuse(
+            f"at most {MAX_SELECTOR} characters"),
+        metadata={"description": description, "example": example, "pattern": pattern,
+                  "maxLength": MAX_SELECTOR})
+
+
+def _field_selector(names: tuple[str, ...]) -> fields.String:
+    """``fieldSelector`` over ``names``; the pattern documents the grammar the parser reads."""
+    field = "(" + "|".join(re.escape(name) for name in names) + ")"
+    term = rf"{field}(=|==|!=)([^,=\\]|\\[,=\\])*"
+    return _selector_field(
+        "fieldSelector", rf"^({term}(,{term})*)?$",
+        "Kubernetes field selector: comma-separated `field=value`, `field==value`, "
+        f"`field!=value` terms, all of which must hold; fields: {', '.join(names)}",
+        f"{names[0]}=example")
+
+
+_METADATA_FIELDS = ("metadata.name", "metadata.namespace")
+_LABEL_VALUE = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_LABEL_KEY = (r"([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*/)?"
+              + _LABEL_VALUE)
+_REQUIREMENT = (rf"(!?{_LABEL_KEY}|{_LABEL_KEY}(=|==|!=)({_LABEL_VALUE})?"
+                rf"|{_LABEL_KEY} (in|notin) \({_LABEL_VALUE}(,{_LABEL_VALUE})*\))")
+
+
 class ListQuery(ClusterQuery):
     """The list conventions shared by every list (contract §1)."""
 
@@ -63,23 +94,22 @@ class ListQuery(ClusterQuery):
                        "`continue` token for the next page", "minimum": 1, "maximum": 1000})
     continue_ = fields.String(
         data_key="continue", load_default=None,
-        validate=lambda value: 0 < len(value) <= MAX_CONTINUE or _refuse("1-1024 characters"),
+        validate=lambda value: 0 < len(value) <= MAX_CONTINUE or _refuse(
+            f"1-{MAX_CONTINUE} characters"),
         metadata={"description": "The `continue` token of the previous page (with `limit`)",
                   "minLength": 1, "maxLength": MAX_CONTINUE})
-    field_selector = fields.String(
-        data_key="fieldSelector", load_default=None,
-        validate=lambda value: len(value) <= MAX_SELECTOR or _refuse("at most 1024 characters"),
-        metadata={"description": "Kubernetes field selector: comma-separated `f=v`, `f==v`, "
-                                 "`f!=v`; fields `metadata.name`, `metadata.namespace` (pods "
-                                 "also `status.phase`, `spec.nodeName`)",
-                  "example": "metadata.namespace=default", "maxLength": MAX_SELECTOR})
-    label_selector = fields.String(
-        data_key="labelSelector", load_default=None,
-        validate=lambda value: len(value) <= MAX_SELECTOR or _refuse("at most 1024 characters"),
-        metadata={"description": "Kubernetes label selector (`k=v`, `k!=v`, `k in (a,b)`, "
-                                 "`k notin (a,b)`, `k`, `!k`); only namespaces carry labels, "
-                                 "so on other lists it is refused (400)",
-                  "example": "env in (prod,staging)", "maxLength": MAX_SELECTOR})
+    field_selector = _field_selector(_METADATA_FIELDS)
+    # Only namespaces carry labels: on every other list a non-empty labelSelector is a 400.
+    label_selector = _selector_field(
+        "labelSelector", "^$", "Not supported on this list (its items carry no labels): "
+        "anything but the empty selector is refused", "")
+
+
+class NamespacesQuery(ListQuery):
+    label_selector = _selector_field(
+        "labelSelector", rf"^({_REQUIREMENT}(,{_REQUIREMENT})*)?$",
+        "Kubernetes label selector: `k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, "
+        "`k`, `!k`, comma = AND", "env in (prod,staging)")
 
 
 def _refuse(message: str) -> bool:
@@ -96,6 +126,10 @@ def _namespace_field(required: bool) -> fields.String:
 
 class NamespacedListQuery(ListQuery):
     namespace = _namespace_field(required=False)
+
+
+class PodsQuery(NamespacedListQuery):
+    field_selector = _field_selector(_METADATA_FIELDS + ("status.phase", "spec.nodeName"))
 
 
 class PodLogsQuery(ClusterQuery):

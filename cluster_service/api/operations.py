@@ -26,9 +26,9 @@ from .auth import require_user
 from .extension import services
 from .json_provider import body as json_body
 from .operation_schemas import (DeploymentsResponse, ListQuery, NamespacedListQuery,
-                                NamespacesResponse, NodesResponse, PodLogsQuery,
-                                PodLogsResponse, PodsResponse, ServicesResponse,
-                                SummaryResponse, valid_dns_subdomain)
+                                NamespacesQuery, NamespacesResponse, NodesResponse,
+                                PodLogsQuery, PodLogsResponse, PodsQuery, PodsResponse,
+                                ServicesResponse, SummaryResponse, valid_dns_subdomain)
 from .schemas import ClusterQuery, load_query
 
 bp = Blueprint("operations", __name__)
@@ -55,10 +55,10 @@ def _namespace(query: Mapping[str, Any]) -> dict[str, Any]:
 
 
 ROUTES: tuple[Route, ...] = (
-    Route("/namespaces", ops.NAMESPACES, ListQuery(), NamespacesResponse(),
+    Route("/namespaces", ops.NAMESPACES, NamespacesQuery(), NamespacesResponse(),
           "list_namespaces: the namespaces of one agent's cluster",
           lambda query: {"message": "Successfully retrieved namespaces from cluster"}),
-    Route("/pods", ops.PODS, NamespacedListQuery(), PodsResponse(),
+    Route("/pods", ops.PODS, PodsQuery(), PodsResponse(),
           "list_pods: the pods of one namespace, or of all", _namespace),
     Route("/deployments", ops.DEPLOYMENTS, NamespacedListQuery(), DeploymentsResponse(),
           "list_deployments: the deployments of one namespace, or of all", _namespace),
@@ -114,12 +114,13 @@ def _body(route: Route, query: Mapping[str, Any], pod: str | None,
           selection: Selection | None, result: Any, token_ttl: float) -> bytes:
     """The JSON body of ``route`` for ``result``: dumped with its schema, serialised."""
     body: dict[str, Any] = {"success": True, "agent_id": query["agent_id"],
-                            "cluster_id": query["cluster_id"], **route.extra(query)}
+                            "cluster_id": query["cluster_id"],
+                            **route.extra(query)}  # nosec B610
     if selection is not None:
         page = selection.apply(result, time.time(), token_ttl)
         body[route.op.name] = page.items
         body["total_count"] = len(page.items)
-        if selection.limit is not None:
+        if selection.paged:
             body["continue_"] = page.next_token
     elif route.op is ops.POD_LOGS:
         body.update(namespace=query["namespace"], pod=pod, container=query["container"],

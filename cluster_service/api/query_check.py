@@ -28,7 +28,10 @@ class QueryCheck:
 
     def __init__(self, schema: Schema) -> None:
         self.schema = schema
-        self.names = tuple(schema.fields)
+        # The names a query gives its fields (a repeated one is refused before loading).
+        self.names = tuple(name for name in (field.data_key or field.name
+                                             for field in schema.fields.values())
+                           if name is not None)
         # (the name in the query, the name in the result, the field)
         self.steps: tuple[tuple[str, str, Field[Any]], ...] | None = (
             tuple((field.data_key or name, field.attribute or name, field)

@@ -70,9 +70,13 @@ def _string_map(values: Any, kind: str) -> dict[str, str]:
 
 
 def pods(result: dict[str, Any]) -> list[Item]:
-    """``get-pods``: ``{"namespace", "pods": [...] or null, "count"}``."""
-    out = []
-    for pod in _list(result, "pods"):
+    """``get-pods``: ``{"namespace", "pods": [...] or null, "count"}``.
+
+    Each item replaces the agent's in the same list, so the agent's dicts are freed
+    as the loop goes: a 20,000-pod list never exists twice.
+    """
+    out = _list(result, "pods")
+    for index, pod in enumerate(out):
         try:
             name, namespace, status = pod["name"], pod["namespace"], pod["status"]
             node, restarts, containers = pod["node"], pod["restarts"], pod["containers"]
@@ -95,9 +99,9 @@ def pods(result: dict[str, Any]) -> list[Item]:
             if not (type(c_name) is str and type(image) is str and type(ready) is bool):
                 raise _bad("pods")
             checked.append({"name": c_name, "image": image, "ready": ready})
-        out.append({"name": name, "namespace": namespace, "status": status, "node": node,
-                    "restarts": restarts, "created_at": _created_at(age, "pods"),
-                    "containers": checked})
+        out[index] = {"name": name, "namespace": namespace, "status": status, "node": node,
+                      "restarts": restarts, "created_at": _created_at(age, "pods"),
+                      "containers": checked}
     return out
 
 

@@ -16,13 +16,14 @@ import time
 from typing import Any, Mapping
 
 from ..concurrency.admission import KeyedSlots
+from ..concurrency.large_replies import LargeReplies
 from ..concurrency.breaker import Breakers, Outcome
 from ..concurrency.singleflight import Shared, SingleFlight
 from ..config import Settings
 from ..errors import (PEER_ERRORS, AgentNotConnected, AgentTimeout, ClusterServiceError,
                       RemoteError, RpcTimeout)
 from ..observability.observer import Observer
-from ..rpc.bodies import loads_strict
+from ..rpc.bodies import loads_strict, parse_reply
 from ..rpc.client import RpcClient
 from .agent_results import Item
 from .operations import NAMESPACES, Operation, request_body
@@ -46,6 +47,7 @@ class ClusterOperations:
                                   forget_after=3 * settings.websocket_timeout
                                   + settings.breaker_cooldown)
         rpc.add_connection_listener(lambda up: self._breakers.reset() if up else None)
+        self._large = LargeReplies(self._observer)
         self._flights: SingleFlight[Shared[Any]] = SingleFlight()
         # Followers wait as long as the leader may; else a follower could get 504
         # while the leader still gets its answer.
@@ -111,13 +113,16 @@ class ClusterOperations:
         # trial call itself waits for the calls it found in flight.
         give_up = None if trial else (lambda: self._breakers.refusal(agent_id))
         recorded = False
+        size_key = (agent_id, op.command, tuple(sorted(params.items())))
         try:
-            with self._per_agent.held(agent_id, deadline, give_up):
+            with self._per_agent.held(agent_id, deadline, give_up), \
+                    self._large.call(size_key, deadline):
                 outcome = Outcome.NEUTRAL
                 try:
-                    reply = self._rpc.call(queue, payload, timeout, deadline, max_bytes)
+                    body = self._rpc.call_bytes(queue, payload, timeout, deadline, max_bytes)
                     outcome = Outcome.ANSWERED
-                    return op.parse(_result_of(reply, agent_id))
+                    with self._large.parsing(size_key, len(body), deadline):
+                        return op.parse(_result_of(parse_reply(body), agent_id))
                 except (RpcTimeout, AgentTimeout):
                     outcome = Outcome.TIMED_OUT
                     raise

@@ -36,7 +36,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from ..errors import ContinueExpired, InvalidRequest
+from ..errors import ContinueExpired
 
 CONTINUE = "continue"
 _VERSION = 1
@@ -74,11 +74,12 @@ class Cursor:
 
 
 def read_token(token: str, scope: str) -> Cursor:
-    """The cursor in ``token``; InvalidRequest (400) if this service did not issue it for
-    this query. Checked before anything is fetched."""
+    """The cursor in ``token``, checked before anything is fetched: ContinueExpired (410)
+    if it cannot be read or was issued for another query (the list it continues is not
+    this one)."""
     claimed = _decode(token)
-    if claimed["scope"] != scope:
-        raise InvalidRequest(f"{CONTINUE}: the token belongs to another list query")
+    if claimed["scope"] != scope:  # another agent, namespace or selectors: not this list
+        raise ContinueExpired()
     return Cursor(claimed["fingerprint"], claimed["after"], claimed["issued"])
 
 
@@ -116,16 +117,19 @@ def _encode(scope: str, fingerprint: str, after: tuple[str, str], issued: int) -
 
 
 def _decode(token: str) -> dict[str, Any]:
-    refused = InvalidRequest(f"{CONTINUE}: not a token this service issued")
+    """The token's claims. One that cannot be read was not issued by this version of the
+    service (or was mangled): it cannot be honoured, and starting the list again is the
+    only way on, so it is ContinueExpired (410) like an old one."""
+    unreadable = ContinueExpired()
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         version, scope, fingerprint, after, issued = json.loads(raw)
     except (ValueError, TypeError, binascii.Error):
-        raise refused from None
+        raise unreadable from None
     if version != _VERSION or not isinstance(scope, str) or not isinstance(fingerprint, str) \
             or not isinstance(after, list) or len(after) != 2 \
             or not all(isinstance(part, str) for part in after) \
             or type(issued) is not int:
-        raise refused
+        raise unreadable
     return {"scope": scope, "fingerprint": fingerprint, "after": (after[0], after[1]),
             "issued": issued}

@@ -87,7 +87,7 @@ for _event in ("user_revoked", "cache_flush", "ignored"):
     AUTH_EVENTS.labels(_event)
 for _outcome in ("hit", "miss", "error"):
     AUTH_SHARED_CACHE.labels(_outcome)
-for _scope in ("rpc", "agent", "breaker"):
+for _scope in ("rpc", "agent", "breaker", "parse"):
     SATURATED.labels(_scope)
 for _state in ("open", "half_open", "closed"):
     BREAKER_TRANSITIONS.labels(_state)

@@ -49,8 +49,9 @@ class Observer:
         """The worker is closing its broker connection on purpose (shutdown); a down follows."""
 
     def saturated(self, scope: str) -> None:
-        """A call was refused with 503: no thread (worker), no RPC slot (rpc) or agent slot
-        (agent) before its deadline, or the agent's breaker is open (breaker)."""
+        """A call was refused with 503: no thread (worker), no RPC slot (rpc), agent slot
+        (agent) or large-parse slot (parse) before its deadline, or the agent's breaker is
+        open (breaker)."""
 
     def breaker_changed(self, agent_id: str, state: str, open_count: int) -> None:
         """An agent's breaker went to ``state`` (open, half_open, closed); ``open_count``

@@ -159,12 +159,26 @@ class RpcClient:
         (no slot before the deadline), RpcTimeout, or RemoteError (reply not a
         JSON object, or longer than ``max_reply_bytes``, default: the client's bound).
         """
+        reply: dict[str, Any] = self._timed(queue, payload, timeout, deadline,
+                                            max_reply_bytes, parse_reply)
+        return reply
+
+    def call_bytes(self, queue: str, payload: dict[str, Any], timeout: float,
+                   deadline: float | None = None, max_reply_bytes: int | None = None) -> bytes:
+        """As :meth:`call`, but the reply body unparsed: the caller decides when to parse
+        it (a reply of megabytes is parsed under the caller's own bound)."""
+        body: bytes = self._timed(queue, payload, timeout, deadline, max_reply_bytes, None)
+        return body
+
+    def _timed(self, queue: str, payload: dict[str, Any], timeout: float,
+               deadline: float | None, max_reply_bytes: int | None,
+               decode: Callable[[bytes], Any] | None) -> Any:
         started = time.monotonic()
         outcome = "error"
         try:
             body = self._call_raw(queue, payload, timeout, deadline,
                                   max_reply_bytes or self._max_reply_bytes)
-            reply = parse_reply(body)
+            reply = decode(body) if decode is not None else body
             outcome = "ok"
             return reply
         except RpcTimeout:

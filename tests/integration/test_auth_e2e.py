@@ -27,7 +27,8 @@ FALLBACK_USER = {"id": 21, "username": "via-http", "email": "h@example.com", "ro
                  "is_active": True}
 # Keys the stand-in User Service answers with a backend error, so the fallback is asked.
 ERROR_KEYS = frozenset({"backend-error-key", "err-rejected-key", "err-forbidden-key",
-                        "err-inactive-key", "err-500-key", "err-down-key"})
+                        "err-inactive-key", "err-500-key", "err-down-key",
+                        "err-licence-key"})
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
         "err-inactive-key": (200, dict(FALLBACK_USER, is_active=False)),
         "err-500-key": (500, {"detail": "boom"}),
         "err-down-key": (200, FALLBACK_USER),
+        # The User Service's licence middleware, before any key is checked.
+        "err-licence-key": (403, {"error": "LICENSE_EXPIRED",
+                                  "message": "License has expired"}),
     }).start()
     peers = start_peers(prefix, auth_error_keys=ERROR_KEYS)
     service = ServiceProcess(tmp_path_factory.mktemp("auth"), {
@@ -120,6 +124,16 @@ def test_valid_false_never_asks_the_fallback(env: SimpleNamespace) -> None:
     response = namespaces(env.service, "wrong-key")
     assert response.status_code == 401
     assert env.stub.count("wrong-key") == 0
+
+
+def test_a_licence_lapse_is_503_and_never_remembered_as_a_rejection(
+        env: SimpleNamespace) -> None:
+    for attempt in (1, 2):
+        response = namespaces(env.service, "err-licence-key")
+        assert response.status_code == 503, response.text
+        assert response.json()["error"] == "service_unavailable"
+        assert response.headers["Retry-After"]
+        assert env.stub.count("err-licence-key") == attempt  # asked again: nothing cached
 
 
 def test_fallback_down_is_503_never_401(env: SimpleNamespace) -> None:

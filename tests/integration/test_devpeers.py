@@ -26,6 +26,8 @@ import pytest
 from devpeers import Behaviour, DevPeers, PeerConfig, Reply, parse_agent_id
 from devpeers.config import fingerprint, parse_api_keys
 
+from ..support.service import wait_for
+
 pytestmark = pytest.mark.rabbitmq
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -726,7 +728,9 @@ class TestOperations:
         [(properties, body)] = client.wait(queue=config.operation_result_queue)
         assert json.loads(body)["request_id"] == request_id
         assert client.received[client.reply_queue] == []
-        assert peers.counters["requests_operations"] == peers.counters["replies_operations"] == 1
+        # The reply can arrive before the peer has counted it: poll, with a deadline.
+        wait_for(lambda: peers.counters["replies_operations"] == 1, 5, what="the reply counted")
+        assert peers.counters["requests_operations"] == 1
 
 
 class TestAgentIdGrammar:

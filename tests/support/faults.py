@@ -29,8 +29,10 @@ HEALTHY_AGENT = "demo-agent-1"
 RECOVERY_BOUND = 5.0          # seconds from "broker back" to "requests succeed"
 
 # Fragments of the stand-in peers' namespace replies: none may ever reach the log.
+# A result that is a plain string ("...: this is not json") is the agent's own failure
+# message: logged, truncated, as the peer_error line's peer_message, like an `error` text.
 BODY_FRAGMENTS = ("kube-node-lease", "kubernetes.io/metadata.name", "devpeers-simulated",
-                  "this is not json", "kubesage.io/padding", "x" * 64, "cluster_info")
+                  "kubesage.io/padding", "x" * 64, "cluster_info")
 
 
 # -- HTTP helpers ---------------------------------------------------------------

@@ -185,6 +185,10 @@ class TestBrokenPeer:
         assert not errors, "\n".join(line[:300] for line in errors)
         leaked = [fragment[:20] for fragment in BODY_FRAGMENTS if fragment in log]
         assert not leaked, f"reply body fragments in the log: {leaked}"
+        failures = [r for r in broken_peer.service.json_logs()
+                    if r.get("event") == "peer_error" and r.get("agent_id") == agents[3]]
+        assert failures and failures[0]["peer_message"].endswith("this is not json")
+        assert failures[0]["level"] == "WARNING"
 
 
 @pytest.mark.timeout(60)

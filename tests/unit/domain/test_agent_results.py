@@ -88,8 +88,8 @@ class TestOtherLists:
     def test_services(self) -> None:
         result = {"services": [
             {"name": "web", "namespace": "default", "type": "LoadBalancer",
-             "cluster_ip": "10.96.0.10", "external_ip": [{"ip": "203.0.113.7"},
-                                                         {"hostname": "lb.example.com"}],
+             "cluster_ip": "198.51.100.10",
+             "external_ip": [{"ip": "203.0.113.7"}, {"hostname": "lb.example.com"}],
              "ports": [{"name": "http", "port": 80, "target_port": "8080", "protocol": "TCP"},
                        {"name": "", "port": 443, "target_port": "https", "protocol": "TCP"}],
              "age": AGE, "selector": {"app": "web"}},

@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from cluster_service.api.operation_schemas import NamespacesQuery, PodsQuery
+from cluster_service.domain.operations import PODS
 
 from cluster_service.domain.selectors import (FieldTerm, LabelRequirement, parse_field_selector,
                                               parse_label_selector)
@@ -156,3 +159,24 @@ def test_any_text_is_a_selector_or_a_400(text: str) -> None:
             parse(text)
         except InvalidRequest as error:
             assert error.http_status == 400
+
+
+# The OpenAPI document's patterns promise a grammar: whatever matches them parses.
+_PATTERNS = [(query.fields[name].metadata["pattern"], fields, name)
+             for query, fields in ((PodsQuery(), PODS.fields), (NamespacesQuery(), None))
+             for name in ("field_selector", "label_selector")]
+
+
+@pytest.mark.parametrize("pattern, fields, name", _PATTERNS)
+def test_what_the_documented_pattern_admits_parses(pattern: str, fields: Any,
+                                                   name: str) -> None:
+    @settings(max_examples=60, deadline=None)
+    @given(st.from_regex(pattern, fullmatch=True).filter(lambda text: len(text) <= 256))
+    def check(text: str) -> None:
+        if name == "label_selector":
+            parse_label_selector(text)
+        else:
+            parse_field_selector(text, fields or {"metadata.name": "name",
+                                                  "metadata.namespace": "namespace"})
+
+    check()
