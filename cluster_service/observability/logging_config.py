@@ -107,8 +107,9 @@ def direct_sink(logger: logging.Logger) -> BackgroundLogHandler | None:
     while current is not None:
         if current.handlers:
             # Its one filter is the request id and pid one, which the caller replaces.
-            return handler if current is logging.root and current.handlers == [handler] \
-                and len(handler.filters) == 1 else None
+            handlers = current.handlers
+            return handler if current is logging.root and len(handlers) == 1 \
+                and handlers[0] is handler and len(handler.filters) == 1 else None
         if not current.propagate:
             return None
         current = current.parent
