@@ -51,12 +51,14 @@ stops accepting until they catch up.
 from __future__ import annotations
 
 import errno
+import fcntl
 import select
 import selectors
 import socket
 import ssl
 import struct
 import sys
+import termios
 import time
 from collections import deque
 from datetime import datetime
@@ -79,6 +81,11 @@ LINGER_S = 2.0
 _LINGER_MAX_BYTES = 256 * 1024
 # Stalled writes are looked for at most this often (a scan over the writers).
 _STALL_SCAN_S = 0.25
+# After an answer of its own, the main loop takes a connection's next request only once
+# the kernel holds at most this much of what it sent and the client has not read: else a
+# client that pipelines probes and reads nothing would be answered until the kernel's
+# send buffer (megabytes) is full, main-loop time spent on it all the while.
+_PARK_UNSENT_BYTES = 64 * 1024
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 # How soon a worker that stopped accepting for the spread looks again when nothing else
 # wakes its loop (the stock loop waits up to 1 s): soon while connections wait in the
@@ -242,9 +249,12 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
         self._take_back_queued(now)
         if self.writing and now >= self.next_stall_scan:
             self.next_stall_scan = now + _STALL_SCAN_S
-            for conn in [c for c, out in self.writing.items() if out.deadline <= now]:
-                self.shed.shed("write_stall")
-                self._drop(conn)
+            for conn, out in list(self.writing.items()):
+                if out.parked:
+                    self._look_at_parked(conn, out, now)
+                elif out.deadline <= now:
+                    self.shed.shed("write_stall")
+                    self._drop(conn)
         while self.closing:
             conn, deadline = next(iter(self.closing.items()))
             if deadline > now:
@@ -498,16 +508,47 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
             return
         if registered:
             self._unregister(conn)
-        del self.writing[conn]
+        if out.keep and self.alive:
+            try:
+                unsent = _unsent_bytes(conn.sock)
+            except OSError:
+                self._drop(conn)
+                return
+            if unsent > _PARK_UNSENT_BYTES:  # the stall scan looks again
+                out.parked = unsent
+                return
+        self._after_write(conn)
+
+    def _after_write(self, conn: Any) -> None:
+        out = self.writing.pop(conn)
         if not out.keep or not self.alive:
             self._close_lingering(conn)
-        elif conn.parser.unreader.buf.getvalue():  # pipelined: the next request is here
-            self.enqueue_req(conn)
+        elif conn.parser.unreader.buf.getvalue():
+            # Pipelined: the next request is here. Taken on the loop's next turn, after
+            # the other connections' events (and not by recursion, request after request).
+            self.method_queue.defer(self.enqueue_req, conn)
         else:  # idle keep-alive, exactly as gthread keeps a connection after a request
             conn.set_timeout()
             self.keepalived_conns.append(conn)
             self.poller.register(conn.sock, selectors.EVENT_READ,
                                  lambda client: self.on_client_socket_readable(conn, client))
+
+    def _look_at_parked(self, conn: Any, out: "_Output", now: float) -> None:
+        """A connection whose client had not read our answers: go on once it has read
+        enough, close it once it has read nothing for ``WRITE_STALL_TIMEOUT``."""
+        try:
+            unsent = _unsent_bytes(conn.sock)
+        except OSError:
+            self._drop(conn)
+            return
+        if unsent < out.parked:
+            out.parked, out.deadline = unsent, now + self.write_stall_timeout
+        if unsent <= _PARK_UNSENT_BYTES:
+            out.parked = 0
+            self._after_write(conn)
+        elif out.deadline <= now:
+            self.shed.shed("write_stall")
+            self._drop(conn)
 
     # -- closing without blocking ----------------------------------------------
 
@@ -594,7 +635,7 @@ class _HeaderRead:
 class _Output:
     """An answer the main loop writes, how far it got, and when it gives up on the reader."""
 
-    __slots__ = ("data", "view", "sent", "deadline", "keep")
+    __slots__ = ("data", "view", "sent", "deadline", "keep", "parked")
 
     def __init__(self, data: bytes, deadline: float, keep: bool) -> None:
         self.data = data
@@ -602,6 +643,13 @@ class _Output:
         self.sent = 0
         self.deadline = deadline
         self.keep = keep
+        self.parked = 0  # sent in full, but this much still unread in the kernel: waiting
+
+
+def _unsent_bytes(sock: Any) -> int:
+    """Bytes in the socket's send queue the client has not acknowledged (Linux TIOCOUTQ)."""
+    found = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, struct.pack("i", 0))
+    return int(struct.unpack("i", found)[0])
 
 
 class _Ticket:
