@@ -86,6 +86,9 @@ _STALL_SCAN_S = 0.25
 # client that pipelines probes and reads nothing would be answered until the kernel's
 # send buffer (megabytes) is full, main-loop time spent on it all the while.
 _PARK_UNSENT_BYTES = 64 * 1024
+# Pipelined requests the main loop takes up per turn, over all connections: a few
+# milliseconds of answers at most, so a new connection's probe waits no longer.
+PIPELINED_PER_TURN = 8
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 # How soon a worker that stopped accepting for the spread looks again when nothing else
 # wakes its loop (the stock loop waits up to 1 s): soon while connections wait in the
@@ -130,6 +133,8 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
         self.next_stall_scan = 0.0
         # Connections half-closed and drained until their deadline (insertion = deadline order).
         self.closing: dict[Any, float] = {}
+        # Connections whose next request was pipelined behind an answer of the main loop.
+        self.pipelined: dict[Any, None] = {}
         # Requests handed to the pool, oldest first, until a thread takes them.
         self.queued: deque[_Ticket] = deque()
         # The master builds the worker object before it forks: reserve its row there.
@@ -192,6 +197,10 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
             self.shed.shed("idle_closed")
             self._drop(next(iter(self.reading)))
             return True
+        if self.pipelined:  # answered already; more pipelined requests are a luxury
+            self.shed.shed("idle_closed")
+            self._drop(next(iter(self.pipelined)))
+            return True
         if self.writing:  # the answer that has waited longest for its reader
             self.shed.shed("write_stall")
             self._drop(min(self.writing, key=lambda c: self.writing[c].deadline))
@@ -206,7 +215,13 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
                 timeout = min(timeout, SPREAD_RECHECK_BURST_S if waiting else SPREAD_RECHECK_S)
         if self.queued:
             timeout = min(timeout, max(0.0, self.queued[0].deadline - time.monotonic()))
+        if self.pipelined:
+            timeout = 0.0
         super().wait_for_and_dispatch_events(timeout)
+        for _ in range(min(PIPELINED_PER_TURN, len(self.pipelined))):
+            conn = next(iter(self.pipelined))
+            del self.pipelined[conn]
+            self.enqueue_req(conn)
 
     def run(self) -> None:
         try:
@@ -524,9 +539,10 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
         if not out.keep or not self.alive:
             self._close_lingering(conn)
         elif conn.parser.unreader.buf.getvalue():
-            # Pipelined: the next request is here. Taken on the loop's next turn, after
-            # the other connections' events (and not by recursion, request after request).
-            self.method_queue.defer(self.enqueue_req, conn)
+            # Pipelined: the next request is here already. Taken in turn with the other
+            # pipelining connections, a few per turn of the loop, after the events of
+            # the others (a new probe's among them), never request after request.
+            self.pipelined[conn] = None
         else:  # idle keep-alive, exactly as gthread keeps a connection after a request
             conn.set_timeout()
             self.keepalived_conns.append(conn)
@@ -594,6 +610,7 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
         self._leave_reading(conn)
         self.writing.pop(conn, None)
         self.closing.pop(conn, None)
+        self.pipelined.pop(conn, None)
         self.nr_conns -= 1
         try:
             conn.close()
