@@ -54,7 +54,7 @@ SATURATED = Counter("cluster_saturated_total",
 SHED = Counter("cluster_http_shed_total",
                "Requests answered 503 or 431, or connections closed, by the worker's main loop "
                "to protect itself: queue_timeout, too_many_connections, idle_closed, "
-               "headers_too_large, header_memory, write_stall", ["reason"])
+               "headers_too_large, header_memory, write_stall, pipelining", ["reason"])
 BREAKER_OPEN = Gauge("cluster_agent_breaker_open",
                      "Agents whose circuit breaker is open or half-open, in this worker",
                      multiprocess_mode="livesum")
@@ -90,7 +90,7 @@ for _outcome in ("hit", "miss", "error"):
 for _scope in ("rpc", "agent", "breaker"):
     SATURATED.labels(_scope)
 for _reason in ("queue_timeout", "too_many_connections", "idle_closed", "headers_too_large",
-                "header_memory", "write_stall"):
+                "header_memory", "write_stall", "pipelining"):
     SHED.labels(_reason)
 for _state in ("open", "half_open", "closed"):
     BREAKER_TRANSITIONS.labels(_state)

@@ -37,6 +37,7 @@ REASONS = (
     "headers_too_large",     # request headers over MAX_HEADER_BYTES (431)
     "header_memory",         # the worker's half-read headers over MAX_PENDING_HEADER_BYTES
     "write_stall",           # the client read nothing of its response for WRITE_STALL_TIMEOUT
+    "pipelining",            # too many probes pipelined in a row on one connection
 )
 
 _REQUEST_ID = re.compile(rb"\nx-request-id[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)

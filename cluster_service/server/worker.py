@@ -89,6 +89,9 @@ _PARK_UNSENT_BYTES = 64 * 1024
 # Pipelined requests the main loop takes up per turn, over all connections: a few
 # milliseconds of answers at most, so a new connection's probe waits no longer.
 PIPELINED_PER_TURN = 8
+# Answers the main loop gives one connection's pipelined requests in a row before it
+# closes the connection (a client may then ask again on a new one).
+MAX_PIPELINED_ANSWERS = 16
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 # How soon a worker that stopped accepting for the spread looks again when nothing else
 # wakes its loop (the stock loop waits up to 1 s): soon while connections wait in the
@@ -507,7 +510,9 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
         self._flush(conn, registered=False)
 
     def _flush(self, conn: Any, registered: bool) -> None:
-        out = self.writing[conn]
+        out = self.writing.get(conn)
+        if out is None:  # closed by an earlier event of the same turn
+            return
         try:
             while out.sent < len(out.data):
                 sent = conn.sock.send(out.view[out.sent:])
@@ -541,9 +546,16 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
         elif conn.parser.unreader.buf.getvalue():
             # Pipelined: the next request is here already. Taken in turn with the other
             # pipelining connections, a few per turn of the loop, after the events of
-            # the others (a new probe's among them), never request after request.
-            self.pipelined[conn] = None
+            # the others (a new probe's among them), never request after request; and
+            # only so many in a row, since each costs the main loop (no kubelet pipelines).
+            conn.pipelined_answers = getattr(conn, "pipelined_answers", 0) + 1
+            if conn.pipelined_answers >= MAX_PIPELINED_ANSWERS:
+                self.shed.shed("pipelining")
+                self._close_lingering(conn)
+            else:
+                self.pipelined[conn] = None
         else:  # idle keep-alive, exactly as gthread keeps a connection after a request
+            conn.pipelined_answers = 0
             conn.set_timeout()
             self.keepalived_conns.append(conn)
             self.poller.register(conn.sock, selectors.EVENT_READ,
@@ -583,6 +595,8 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
         self.closing[conn] = time.monotonic() + LINGER_S
 
     def _drain(self, conn: Any) -> None:
+        if conn not in self.closing:  # closed by an earlier event of the same turn
+            return
         try:
             while True:
                 data = conn.sock.recv(_READ_SIZE)
@@ -595,6 +609,12 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
             pass
         self._drop(conn)
 
+    def on_client_socket_readable(self, conn: Any, client: Any) -> None:
+        """gthread's, unless an earlier event of the same turn closed the connection (to
+        make room for a new one)."""
+        if not getattr(conn, "dropped", False):
+            super().on_client_socket_readable(conn, client)
+
     def _make_callback(self, conn: Any) -> Any:
         return lambda fileobj: self._on_event(conn, fileobj)
 
@@ -606,11 +626,14 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
 
     def _drop(self, conn: Any) -> None:
         """Close a connection the main loop holds, wherever it is, and stop counting it."""
+        if getattr(conn, "dropped", False):
+            return
         self._unregister(conn)
         self._leave_reading(conn)
         self.writing.pop(conn, None)
         self.closing.pop(conn, None)
         self.pipelined.pop(conn, None)
+        conn.dropped = True
         self.nr_conns -= 1
         try:
             conn.close()

@@ -166,7 +166,9 @@ class TestClientsThatDoNotRead:
             wait_for(lambda: len(attack.closed_at) == len(attack.sockets),
                      stall + SLACK_S + 10, what="every non-reading client closed")
         assert_probes_fine(health)
-        assert shed(service, "write_stall") >= len(attack.sockets)
+        # closed after a few answers each (pipelined probes cost the main loop), or once
+        # their writes stalled
+        assert shed(service, "pipelining") + shed(service, "write_stall") >= len(attack.sockets)
 
     def test_a_client_that_does_not_read_its_answers_frees_its_thread(
             self, service_factory: Callable[..., ServiceProcess]) -> None:
