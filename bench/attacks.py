@@ -8,14 +8,16 @@ connections to the service from one thread, non-blocking, for as long as the row
 * :class:`IdleFlood`: connections that send nothing; one the server closes is
   opened again (at most ``reopen_per_s``), so the flood stays at ``count``.
 
+Each attack runs in a process of its own, so that its work does not share the
+measuring process's GIL with the ``/health`` poller and the healthy clients.
 Loopback only; every socket is closed by :meth:`Attack.stop`.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import selectors
 import socket
-import threading
 import time
 
 API = "/api/v3.0/cluster"
@@ -32,13 +34,23 @@ class Attack:
         self.port = port
         self.count = count
         self.reopen_per_s = reopen_per_s
-        self.closed_by_server = 0
-        self.refused = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name=self.name)
-        self._selector = selectors.DefaultSelector()
+        context = multiprocessing.get_context("fork")
+        self._closed = context.Value("i", 0)
+        self._refused = context.Value("i", 0)
+        self._stop = context.Event()
+        self._process = context.Process(target=self._run, daemon=True, name=self.name)
         self._pending: dict[socket.socket, memoryview] = {}
         self.opened = 0
+
+    @property
+    def closed_by_server(self) -> int:
+        """Connections the server closed (as far as the attack noticed)."""
+        return int(self._closed.value)
+
+    @property
+    def refused(self) -> int:
+        """Connection attempts that failed."""
+        return int(self._refused.value)
 
     def payload(self) -> bytes:
         """What each connection sends once (then it sends nothing)."""
@@ -49,12 +61,15 @@ class Attack:
         return True
 
     def start(self) -> "Attack":
-        self._thread.start()
+        self._process.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(10)
+        self._process.join(10)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(5)
 
     def _open(self) -> None:
         self.opened += 1
@@ -63,7 +78,8 @@ class Attack:
             sock.settimeout(2)
             sock.connect(("127.0.0.1", self.port))
         except OSError:
-            self.refused += 1
+            with self._refused.get_lock():
+                self._refused.value += 1
             sock.close()
             return
         sock.setblocking(False)
@@ -82,7 +98,12 @@ class Attack:
         self._pending.pop(sock, None)
         sock.close()
 
+    def _count_closed(self) -> None:
+        with self._closed.get_lock():
+            self._closed.value += 1
+
     def _run(self) -> None:
+        self._selector = selectors.DefaultSelector()
         budget, last = float(self.count), time.monotonic()
         try:
             while not self._stop.is_set():
@@ -111,7 +132,7 @@ class Attack:
             except OSError:
                 data = b""
             if not data:
-                self.closed_by_server += 1
+                self._count_closed()
                 self._close(sock)
                 return
         if events & selectors.EVENT_WRITE:
@@ -121,7 +142,7 @@ class Attack:
             except BlockingIOError:
                 return
             except OSError:
-                self.closed_by_server += 1
+                self._count_closed()
                 self._close(sock)
                 return
             rest = self._pending[sock] = rest[sent:]

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import re
 import select
 import selectors
 import socket
@@ -74,7 +75,7 @@ from .probes import Capture, has_body, is_probe
 from .spread import SpreadTable
 
 _READ_SIZE = 65536
-_END_OF_HEADERS = (b"\r\n\r\n", b"\n\n")
+_END_OF_HEADERS = re.compile(rb"\n\r?\n")  # the first blank line (bare LF too, as gunicorn)
 # How long a closing connection may keep sending before it is cut off, and how much of
 # it is read and thrown away meanwhile (so the kernel sends our last answer, not a reset).
 LINGER_S = 2.0
@@ -91,7 +92,7 @@ _PARK_UNSENT_BYTES = 64 * 1024
 PIPELINED_PER_TURN = 8
 # Answers the main loop gives one connection's pipelined requests in a row before it
 # closes the connection (a client may then ask again on a new one).
-MAX_PIPELINED_ANSWERS = 16
+MAX_PIPELINED_ANSWERS = 4
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 # How soon a worker that stopped accepting for the spread looks again when nothing else
 # wakes its loop (the stock loop waits up to 1 s): soon while connections wait in the
@@ -221,7 +222,12 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
         if self.pipelined:
             timeout = 0.0
         super().wait_for_and_dispatch_events(timeout)
-        for _ in range(min(PIPELINED_PER_TURN, len(self.pipelined))):
+        if not self.pipelined:
+            return
+        # New connections first (a probe may be among them): while some wait to be
+        # accepted, one pipelined request per turn.
+        backlog, _, _ = select.select(self.sockets, [], [], 0)
+        for _ in range(min(1 if backlog else PIPELINED_PER_TURN, len(self.pipelined))):
             conn = next(iter(self.pipelined))
             del self.pipelined[conn]
             self.enqueue_req(conn)
@@ -661,10 +667,9 @@ class _HeaderRead:
         """Whether the headers have arrived in full, or more than ``limit`` bytes of them."""
         start = max(0, self._scanned - 3)  # an end marker may straddle two reads
         self._scanned = len(self.buffer)
-        ends = [at + len(end) for end in _END_OF_HEADERS
-                if (at := self.buffer.find(end, start)) >= 0]
-        if ends:
-            self.too_large = min(ends) > limit
+        end = _END_OF_HEADERS.search(self.buffer, start)
+        if end is not None:
+            self.too_large = end.end() > limit
             return True
         if len(self.buffer) > limit:
             self.too_large = True
