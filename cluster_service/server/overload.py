@@ -44,12 +44,16 @@ _REQUEST_ID = re.compile(rb"\nx-request-id[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECAS
 _REASON_PHRASES = {431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 
 
+def sent_request_id(head: bytes | bytearray) -> str | None:
+    """The ``X-Request-ID`` these raw request headers carry, if any (not yet checked)."""
+    found = _REQUEST_ID.search(head)
+    return found.group(1).decode("latin-1").strip() if found else None
+
+
 def request_id_of(head: bytes | bytearray) -> str:
     """The request id a response to these raw request headers must carry (the client's
     if sane, as the app decides, else a new one)."""
-    found = _REQUEST_ID.search(head)
-    sent = found.group(1).decode("latin-1").strip() if found else None
-    return choose_request_id(sent)
+    return choose_request_id(sent_request_id(head))
 
 
 def error_response(status: int, error: str, message: str, request_id: str,

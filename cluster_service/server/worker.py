@@ -69,6 +69,7 @@ from gunicorn import http, sock
 from gunicorn.http import wsgi
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+from ..api.request_id import choose_request_id
 from ..config import load_settings
 from . import overload
 from .probes import Capture, has_body, is_probe
@@ -427,12 +428,11 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
             lambda fut: self.method_queue.defer(self.finish_request, conn, fut))
         ticket.future = future
         ticket.conn = conn
-        ticket.head = state.buffer
+        ticket.sent_id = overload.sent_request_id(state.buffer)
         self.queued.append(ticket)
 
     def _handle_queued(self, conn: Any, ticket: "_Ticket") -> Any:
         ticket.started = True
-        ticket.head = None
         return self.handle(conn)
 
     def _take_back_queued(self, now: float) -> None:
@@ -443,11 +443,10 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
             if not ticket.started and ticket.deadline > now:
                 break
             self.queued.popleft()
-            head = ticket.head
-            if not ticket.started and head is not None:
-                ticket.conn.shed_request_id = overload.request_id_of(head)
+            if not ticket.started:
+                ticket.conn.shed_request_id = choose_request_id(ticket.sent_id)
                 ticket.future.cancel()  # False if a thread took it meanwhile: it is served
-            ticket.conn = ticket.head = ticket.future = None
+            ticket.conn = ticket.future = None
 
     # -- answers written by the main loop ------------------------------------
 
@@ -700,14 +699,14 @@ def _unsent_bytes(sock: Any) -> int:
 class _Ticket:
     """A request handed to the pool: until when it may wait, and whether a thread took it."""
 
-    __slots__ = ("deadline", "started", "future", "conn", "head")
+    __slots__ = ("deadline", "started", "future", "conn", "sent_id")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.started = False
         self.future: Any = None
         self.conn: Any = None
-        self.head: bytearray | None = None
+        self.sent_id: str | None = None  # the client's X-Request-ID, for a 503
 
 
 def _timeval(seconds: float) -> bytes:
