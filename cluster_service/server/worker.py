@@ -215,7 +215,7 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
     def wait_for_and_dispatch_events(self, timeout: float) -> None:
         if self.spread_row is not None:
             self.spread.report(self.spread_row, self.nr_conns)  # also the heartbeat
-            if self.alive and not self._accepting and self.nr_conns < self.worker_connections:
+            if self.alive and not self._accepting:  # the spread's pause (there is no limit)
                 waiting, _, _ = select.select(self.sockets, [], [], 0)
                 timeout = min(timeout, SPREAD_RECHECK_BURST_S if waiting else SPREAD_RECHECK_S)
         if self.queued:
