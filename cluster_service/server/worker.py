@@ -80,7 +80,7 @@ _END_OF_HEADERS = re.compile(rb"\n\r?\n")  # the first blank line (bare LF too, 
 # How long a closing connection may keep sending before it is cut off, and how much of
 # it is read and thrown away meanwhile (so the kernel sends our last answer, not a reset).
 LINGER_S = 2.0
-_LINGER_MAX_BYTES = 256 * 1024
+_LINGER_MAX_BYTES = 64 * 1024  # as gunicorn's close_graceful
 # Stalled writes are looked for at most this often (a scan over the writers).
 _STALL_SCAN_S = 0.25
 # After an answer of its own, the main loop takes a connection's next request only once
