@@ -175,6 +175,10 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
         try:
             client_sock, client_addr = listener.accept()
         except OSError as error:
+            if error.errno in (errno.EMFILE, errno.ENFILE):  # out of file descriptors:
+                self.shed.shed("too_many_connections")  # free one for the next turn
+                self._close_an_idle_connection()
+                return
             if error.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
                 raise
             return

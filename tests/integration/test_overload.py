@@ -20,6 +20,7 @@ Bounded: fixed socket counts, every wait with a deadline; loopback only.
 from __future__ import annotations
 
 import json
+import resource
 import socket
 import threading
 import time
@@ -285,10 +286,23 @@ class TestLargeHeaders:
         assert_probes_fine(health)
 
 
+@pytest.fixture
+def enough_file_descriptors() -> Iterator[None]:
+    """Room for 1,200 sockets here and in the service (which inherits the limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 4096
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        pytest.skip(f"the hard limit on open files is {hard}, below {wanted}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 @pytest.mark.timeout(90)
 class TestConnectionFlood:
     def test_idle_connections_beyond_the_limit_are_closed_for_new_ones(
-            self, service_factory: Callable[..., ServiceProcess],
+            self, enough_file_descriptors: None,
+            service_factory: Callable[..., ServiceProcess],
             many_sockets: list[socket.socket]) -> None:
         service = service_factory(ready=False, WEB_CONCURRENCY="1", GUNICORN_THREADS="4",
                                   HEADER_READ_TIMEOUT="30")
