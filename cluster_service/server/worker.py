@@ -91,6 +91,7 @@ _PARK_UNSENT_BYTES = 64 * 1024
 # Pipelined requests the main loop takes up per turn, over all connections: a few
 # milliseconds of answers at most, so a new connection's probe waits no longer.
 PIPELINED_PER_TURN = 8
+_PIPELINED_DURING_BACKLOG_S = 0.005
 # Answers the main loop gives one connection's pipelined requests in a row before it
 # closes the connection (a client may then ask again on a new one).
 MAX_PIPELINED_ANSWERS = 4
@@ -140,6 +141,7 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
         self.closing: dict[Any, float] = {}
         # Connections whose next request was pipelined behind an answer of the main loop.
         self.pipelined: dict[Any, None] = {}
+        self.next_pipelined = 0.0
         # Requests handed to the pool, oldest first, until a thread takes them.
         self.queued: deque[_Ticket] = deque()
         # The master builds the worker object before it forks: reserve its row there.
@@ -230,11 +232,18 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
         if not self.pipelined:
             return
         # New connections first (a probe may be among them): while some wait to be
-        # accepted, one pipelined request per turn.
+        # accepted, one pipelined request every few milliseconds.
         backlog, _, _ = select.select(self.sockets, [], [], 0)
-        for _ in range(min(1 if backlog else PIPELINED_PER_TURN, len(self.pipelined))):
+        budget = PIPELINED_PER_TURN
+        if backlog:
+            now = time.monotonic()
+            budget = 0
+            if now >= self.next_pipelined:
+                budget, self.next_pipelined = 1, now + _PIPELINED_DURING_BACKLOG_S
+        for _ in range(min(budget, len(self.pipelined))):
             conn = next(iter(self.pipelined))
             del self.pipelined[conn]
+            conn.in_turn = True
             self.enqueue_req(conn)
 
     def run(self) -> None:
@@ -340,7 +349,10 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
                     self._answer_and_close(conn, overload.headers_too_large(
                         overload.request_id_of(state.buffer[:self.max_header_bytes])))
                 elif is_probe(state.buffer):
-                    self._serve_probe(conn, state)
+                    if state.end < len(state.buffer) and not conn.__dict__.pop("in_turn", False):
+                        self._pipelined_later(conn, state)
+                    else:
+                        self._serve_probe(conn, state)
                 else:
                     self._hand_over(conn, state)
             except Exception:  # raised here it would end the worker's main loop
@@ -453,6 +465,18 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
             ticket.conn = ticket.future = None
 
     # -- answers written by the main loop ------------------------------------
+
+    def _pipelined_later(self, conn: Any, state: "_HeaderRead") -> None:
+        """A probe with more requests pipelined behind it, from its first: the slow lane.
+
+        A kubelet sends one request and waits for the answer; a client that pipelines
+        probes from the start (hundreds of them, never reading, in a flood) would
+        otherwise be answered before the connections accepted after it, a kubelet's
+        among them."""
+        self._ensure_parser(conn)
+        conn.sock.setblocking(False)
+        conn.parser.unreader.unread(bytes(state.buffer))
+        self.pipelined[conn] = None
 
     def _serve_probe(self, conn: Any, state: "_HeaderRead") -> None:
         """Parse and run a probe request here, as a pool thread would, into a buffer."""
@@ -654,7 +678,7 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
 class _HeaderRead:
     """One connection's progress towards complete request headers."""
 
-    __slots__ = ("deadline", "buffer", "handshaken", "events", "counted", "too_large",
+    __slots__ = ("deadline", "buffer", "handshaken", "events", "counted", "too_large", "end",
                  "_scanned")
 
     def __init__(self, deadline: float) -> None:
@@ -664,6 +688,7 @@ class _HeaderRead:
         self.events = 0
         self.counted = 0
         self.too_large = False
+        self.end = 0  # where the headers end, once complete
         self._scanned = 0
 
     def complete(self, limit: int) -> bool:
@@ -672,7 +697,8 @@ class _HeaderRead:
         self._scanned = len(self.buffer)
         end = _END_OF_HEADERS.search(self.buffer, start)
         if end is not None:
-            self.too_large = end.end() > limit
+            self.end = end.end()
+            self.too_large = self.end > limit
             return True
         if len(self.buffer) > limit:
             self.too_large = True
