@@ -30,7 +30,7 @@ class Attack:
 
     name = "attack"
 
-    def __init__(self, port: int, count: int, reopen_per_s: float = 500.0) -> None:
+    def __init__(self, port: int, count: int, reopen_per_s: float = 200.0) -> None:
         self.port = port
         self.count = count
         self.reopen_per_s = reopen_per_s

@@ -20,9 +20,10 @@ The attack rows, on the service alone and on its default settings (so
 while hostile clients hold connections (``bench/attacks.py``): 1,000 that pipeline
 ``/health`` and never read (``slow-readers``), 1,000 that send 400 KB of headers
 that never end (``large-headers``), and 4,000 idle ones (``idle-flood``, beyond the
-3 x 1,000 ``worker_connections``), each reopened when the server closes it (the
-slow readers excepted). Per row: ``/health`` p50/p99/max, the peak RSS per worker,
-the healthy clients' share of their ideal. The healthy clients retry a request once
+3 x 1,000 ``worker_connections``), each reopened when the server closes it (at most
+200 a second; the slow readers are not reopened). Per row: ``/health`` p50/p99/max,
+the peak RSS per worker, the healthy clients' share of their ideal. The healthy
+clients retry a request once
 when the server closed their kept-alive connection (an idle one is the first to go
 in a flood), as HTTP client libraries do. Smoke mode: 300 slow readers and 300
 large-header senders.

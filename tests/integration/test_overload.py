@@ -87,6 +87,7 @@ class Pipeliner:
             sock.setblocking(False)
             self.sockets.append(sock)
         self.closed_at: dict[int, float] = {}
+        self.full: set[int] = set()  # sockets the server stopped reading from, for now
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._push, daemon=True)
 
@@ -103,8 +104,9 @@ class Pipeliner:
                     continue
                 try:
                     sock.send(chunk)
+                    self.full.discard(index)
                 except BlockingIOError:
-                    continue
+                    self.full.add(index)
                 except OSError:
                     self.closed_at[index] = time.monotonic()
             self.stop.wait(0.02)
@@ -133,7 +135,6 @@ class TestHungAgents:
         with ThreadPoolExecutor(calls) as pool:
             futures = [pool.submit(namespaces, service, f"fault-silent-h{i % 4}", i)
                        for i in range(calls)]
-            time.sleep(0.3)  # let them all reach the worker
             health = poll_probes(service, 3.0)
             ready = poll_probes(service, 1.0, path="/ready")
             outcomes: list[Outcome] = [f.result(timeout=60) for f in futures]
@@ -177,8 +178,9 @@ class TestClientsThatDoNotRead:
         service = service_factory(ready=False, WEB_CONCURRENCY="1", GUNICORN_THREADS="2",
                                   WRITE_STALL_TIMEOUT=str(stall), REQUEST_QUEUE_TIMEOUT="30")
         with Pipeliner(service.port, 2, "/openapi.json") as attack:
-            # both threads end up blocked writing to these two; the next request needs one
-            time.sleep(1.0)
+            # both threads end up blocked writing to these two (so the server stops reading
+            # them); the next request needs one
+            wait_for(lambda: len(attack.full) == 2, 10, what="both pipeliners blocked")
             started = time.monotonic()
             answer = requests.get(service.base_url + "/openapi.json", timeout=stall + 15)
             took = time.monotonic() - started
