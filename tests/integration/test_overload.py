@@ -97,7 +97,7 @@ class Pipeliner:
         return self
 
     def _push(self) -> None:
-        chunk = self.request * 256
+        chunk = self.request * 2048
         while not self.stop.is_set() and len(self.closed_at) < len(self.sockets):
             for index, sock in enumerate(self.sockets):
                 if index in self.closed_at:
@@ -180,7 +180,8 @@ class TestClientsThatDoNotRead:
         with Pipeliner(service.port, 2, "/openapi.json") as attack:
             # both threads end up blocked writing to these two (so the server stops reading
             # them); the next request needs one
-            wait_for(lambda: len(attack.full) == 2, 10, what="both pipeliners blocked")
+            wait_for(lambda: len(attack.full | set(attack.closed_at)) == 2, 10,
+                     what="both pipeliners blocked (or already closed)")
             started = time.monotonic()
             answer = requests.get(service.base_url + "/openapi.json", timeout=stall + 15)
             took = time.monotonic() - started
