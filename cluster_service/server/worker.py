@@ -95,6 +95,9 @@ _PARK_UNSENT_BYTES = 64 * 1024
 # milliseconds of answers at most, so a new connection's probe waits no longer.
 PIPELINED_PER_TURN = 8
 _PIPELINED_DURING_BACKLOG_S = 0.005
+# Connections past their header deadline closed per loop turn: a thousand opened together
+# expire together, and closing them all at once would stall the loop (and the probes).
+_EXPIRE_PER_TURN = 64
 # Answers the main loop gives one connection's pipelined requests in a row before it
 # closes the connection (a client may then ask again on a new one).
 MAX_PIPELINED_ANSWERS = 4
@@ -145,6 +148,7 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
         # Connections whose next request was pipelined behind an answer of the main loop.
         self.pipelined: dict[Any, None] = {}
         self.next_pipelined = 0.0
+        self.expired_left = False  # more past their header deadline than one turn closes
         # Requests handed to the pool, oldest first, until a thread takes them.
         self.queued: deque[_Ticket] = deque()
         # The master builds the worker object before it forks: reserve its row there.
@@ -229,7 +233,7 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
                 timeout = min(timeout, SPREAD_RECHECK_BURST_S if waiting else SPREAD_RECHECK_S)
         if self.queued:
             timeout = min(timeout, max(0.0, self.queued[0].deadline - time.monotonic()))
-        if self.pipelined:
+        if self.pipelined or self.expired_left:
             timeout = 0.0
         super().wait_for_and_dispatch_events(timeout)
         if not self.pipelined:
@@ -280,13 +284,18 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
         time, answers nobody reads, lingering closes; and the shed log's line."""
         super().murder_pending()
         now = time.monotonic()
-        while self.reading:
+        self.expired_left = False
+        for _ in range(_EXPIRE_PER_TURN):
+            if not self.reading:
+                break
             conn, state = next(iter(self.reading.items()))
             if state.deadline > now:
                 break
             self.log.debug("closing %s: no complete request headers within %.1f s",
                            conn.client, self.header_read_timeout)
             self._drop(conn)
+        else:
+            self.expired_left = bool(self.reading)
         self._take_back_queued(now)
         if self.writing and now >= self.next_stall_scan:
             self.next_stall_scan = now + _STALL_SCAN_S
