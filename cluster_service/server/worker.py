@@ -95,6 +95,7 @@ _PARK_UNSENT_BYTES = 64 * 1024
 # milliseconds of answers at most, so a new connection's probe waits no longer.
 PIPELINED_PER_TURN = 8
 _PIPELINED_DURING_BACKLOG_S = 0.005
+ACCEPT_PER_TURN = 16
 # Connections past their header deadline closed per loop turn: a thousand opened together
 # expire together, and closing them all at once would stall the loop (and the probes).
 _EXPIRE_PER_TURN = 64
@@ -181,16 +182,24 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
         super().set_accept_enabled(enabled)
 
     def accept(self, listener: Any) -> None:
+        """Accept what waits, up to ``ACCEPT_PER_TURN`` while this worker stays the least
+        loaded: in a burst of connections a probe waits behind those accepted before it,
+        and accepting one per turn of the loop made that wait long."""
+        for _ in range(ACCEPT_PER_TURN):
+            if not self._accept_one(listener) or not self._accepting:
+                return
+
+    def _accept_one(self, listener: Any) -> bool:
         try:
             client_sock, client_addr = listener.accept()
         except OSError as error:
             if error.errno in (errno.EMFILE, errno.ENFILE):  # out of file descriptors:
                 self.shed.shed("too_many_connections")  # free one for the next turn
                 self._close_an_idle_connection()
-                return
+                return False
             if error.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
                 raise
-            return
+            return False
         self.nr_conns += 1
         conn = TConn(self.cfg, client_sock, client_addr, listener.getsockname())
         if self.nr_conns > self.worker_connections and not self._close_an_idle_connection():
@@ -200,6 +209,7 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
             self.enqueue_req(conn)
         if self._accepting and not self._least_loaded():
             super().set_accept_enabled(False)
+        return True
 
     def _close_an_idle_connection(self) -> bool:
         """Close the connection that is least likely to be missed; False if all are at work."""
