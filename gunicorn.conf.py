@@ -12,9 +12,11 @@ Why these choices:
   agent need 256 requests in flight; each worker can hold all of them, because
   keep-alive connections do not spread evenly over workers. Threads are started on
   demand and an idle one costs ~90 KB of RSS (measured, docs/operations.md), so
-  the ceiling is cheap. /health and /ready find a free thread as long as a worker
-  has fewer requests in progress than threads; a hung agent stops taking threads
-  once its circuit breaker opens (``concurrency/breaker.py``).
+  the ceiling is cheap. /health and /ready never wait for a thread: each worker's
+  main loop answers them itself (``cluster_service/server/worker.py``); a hung
+  agent stops taking threads once its circuit breaker opens
+  (``concurrency/breaker.py``), and a request that finds no thread within
+  ``REQUEST_QUEUE_TIMEOUT`` gets 503 instead of waiting longer.
   ``worker_connections`` stays above ``threads`` so keep-alive stays on.
 * ``timeout`` and ``graceful_timeout`` exceed the longest request we can hold
   (``Settings.worker_timeout`` and ``worker_graceful_timeout``, from
@@ -50,12 +52,15 @@ _settings = settings_or_exit()
 
 _host = f"[{_settings.host}]" if ":" in _settings.host else _settings.host
 bind = [f"{_host}:{_settings.port}"]
-# gthread with a deadline for each connection's TLS handshake and request headers
-# (HEADER_READ_TIMEOUT): idle half-requests cost no thread (cluster_service/server/worker.py).
+# gthread whose main loop keeps the pod answerable under load (cluster_service/server/worker.py):
+# headers read there within HEADER_READ_TIMEOUT and MAX_HEADER_BYTES, the probes answered
+# there, a request with no thread within REQUEST_QUEUE_TIMEOUT answered 503 there, stalled
+# writes cut after WRITE_STALL_TIMEOUT, idle connections closed for new ones at the limit.
 worker_class = "cluster_service.server.worker.HeaderTimeoutWorker"
 workers = _settings.web_concurrency
 threads = _settings.gunicorn_threads
-# Open connections per worker; those above ``threads`` are idle keep-alive ones.
+# Open connections per worker; those above ``threads`` are idle keep-alive ones. Beyond
+# it the worker closes the oldest idle connection for a new one (or answers it 503).
 worker_connections = max(1000, 2 * threads)
 # One listening socket shared by the workers, and the worker class keeps the
 # connections evenly spread over them (cluster_service/server/spread.py): with

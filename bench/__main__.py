@@ -87,6 +87,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(default bench/results/last.json, smoke last-smoke.json)")
     parser.add_argument("--strict", action="store_true",
                         help="exit 2 when a ratio target is missed (full runs)")
+    parser.add_argument("--slow-agents-rows", choices=("all", "hung", "attacks"), default="all",
+                        help="slow-agents: every row; the hung-agents and attack rows; or "
+                             "the attack rows alone")
     scale_out.add_arguments(parser)
     args = parser.parse_args(argv)
     unknown = [n for n in args.only.split(",") if n and n not in BY_NAME and n not in SPREAD_RUNS]
@@ -107,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     if args.scenario == "slow-agents":
-        return slow_agents.main(args.smoke, args.duration, args.warmup, RESULTS, _log)
+        return slow_agents.main(args.smoke, args.duration, args.warmup, RESULTS, _log,
+                                args.slow_agents_rows)
     if args.scenario == "scale-out":
         return scale_out.main(args, _log)
     if args.scenario == "operations":

@@ -15,6 +15,19 @@ The ``hung-agents`` row: 200 clients ask agents that never answer (and wait abou
 healthy 0.2 s agents and one polls ``/health``. The row sets WEBSOCKET_TIMEOUT=5
 so that the first timeouts (which open the breakers) fall inside the row.
 
+The attack rows, on the service alone and on its default settings (so
+``WEBSOCKET_TIMEOUT`` is 30 s): the same 16 healthy clients and ``/health`` poller,
+while hostile clients hold connections (``bench/attacks.py``): 1,000 that pipeline
+``/health`` and never read (``slow-readers``), 1,000 that send 400 KB of headers
+that never end (``large-headers``), and 4,000 idle ones (``idle-flood``, beyond the
+3 x 1,000 ``worker_connections``), each reopened when the server closes it (at most
+200 a second; the slow readers are not reopened). Per row: ``/health`` p50/p99/max,
+the peak RSS per worker, the healthy clients' share of their ideal. The healthy
+clients retry a request once
+when the server closed their kept-alive connection (an idle one is the first to go
+in a flood), as HTTP client libraries do. Smoke mode: 300 slow readers and 300
+large-header senders.
+
 The only setting changed from the defaults for every row: the per-key rate
 limit is raised (the default 60/min would answer 429 to a benchmark's one key).
 """
@@ -25,6 +38,7 @@ import http.client
 import json
 import os
 import random
+import resource
 import socket
 import sys
 import threading
@@ -33,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from bench import procs
+from bench import attacks, procs
 from bench.broker import BrokerEnv, RunNames, delete_all
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +59,14 @@ CLIENT_COUNTS = (16, 64, 256)
 LATENCIES = (0.2, 1.0)
 TARGET_SHARE = 0.95
 HUNG_HEALTHY_SHARE = 0.9
+HEALTH_P99_MS = 100
+HEALTH_MAX_MS = 500
+RSS_TARGET_MB = 150
+# Connections per attack row: full, smoke.
+ATTACK_COUNTS = {"slow-readers": (1000, 300), "large-headers": (1000, 300),
+                 "idle-flood": (4000, 4000)}
+ATTACKS = {"slow-readers": attacks.SlowReaders, "large-headers": attacks.LargeHeaders,
+           "idle-flood": attacks.IdleFlood}
 
 
 @dataclass
@@ -97,8 +119,12 @@ def _get(conn: http.client.HTTPConnection | None, port: int, path: str,
 
 def run_clients(count: int, port: int, paths: Callable[[int, int], str], stop: threading.Event,
                 tally: Tally, *, pause_after_failure: float = 0.0, timeout: float = 60.0,
-                window: tuple[float, float] | None = None) -> list[threading.Thread]:
-    """Start ``count`` closed-loop clients; request n of client i asks ``paths(i, n)``."""
+                window: tuple[float, float] | None = None,
+                retry_dropped: bool = False) -> list[threading.Thread]:
+    """Start ``count`` closed-loop clients; request n of client i asks ``paths(i, n)``.
+
+    ``retry_dropped``: a request whose kept-alive connection fails is sent once more on
+    a new one (what HTTP client libraries do for an idempotent request)."""
     headers = {"X-API-Key": API_KEY}
 
     def client(i: int) -> None:
@@ -106,7 +132,10 @@ def run_clients(count: int, port: int, paths: Callable[[int, int], str], stop: t
         n = 0
         while not stop.is_set():
             started = time.monotonic()
+            reused = conn is not None
             status, reply_headers, conn = _get(conn, port, paths(i, n), headers, timeout)
+            if status == 0 and reused and retry_dropped:
+                status, reply_headers, conn = _get(None, port, paths(i, n), headers, timeout)
             ended = time.monotonic()
             n += 1
             # Completions inside the window: an unbiased rate in a steady state (counting
@@ -196,13 +225,13 @@ class Scenario:
                    bare_env, "/", f"/namespaces?{query}", False),
         ]
 
-    def run(self) -> list[dict[str, Any]]:
+    def run(self, only: str = "all") -> list[dict[str, Any]]:
         clients = (16, 64) if self.smoke else CLIENT_COUNTS
         latencies = (0.2,) if self.smoke else LATENCIES
         try:
             with procs.ProcessGroup(self.log_dir) as group:
                 peers = self._start_peers(group)
-                for index in range(2):
+                for index in range(2 if only == "all" else 0):
                     port = procs.free_port()
                     target = self.targets(port)[index]
                     with procs.ProcessGroup(self.log_dir) as app_group:
@@ -211,12 +240,18 @@ class Scenario:
                             for count in clients:
                                 self.rows.append(self._slow_row(target, port, server, latency,
                                                                 count))
-                for index in range(2):
+                for index in range(2 if only in ("all", "hung") else 0):
                     port = procs.free_port()
                     target = self.targets(port, websocket_timeout="5")[index]
                     with procs.ProcessGroup(self.log_dir) as app_group:
                         server = self._start(app_group, target, port, peers)
                         self.rows.append(self._hung_row(target, port, server))
+                for name in ATTACKS:  # a fresh service per row: one attack's debris is not
+                    port = procs.free_port()  # the next one's
+                    target = self.targets(port)[0]
+                    with procs.ProcessGroup(self.log_dir) as app_group:
+                        server = self._start(app_group, target, port, peers)
+                        self.rows.append(self._attack_row(target, port, server, name))
         finally:
             delete_all(self.broker, self.names.queues(), self.names.exchanges())
         return self.rows
@@ -300,9 +335,75 @@ class Scenario:
                 "hung_fast_p99_ms": _ms(fast[min(len(fast) - 1, int(0.99 * len(fast)))]
                                         if fast else None),
                 "hung_fast_count": len(fast),
-                "health": {"probes": health.count, "p50_ms": _ms(health.percentile(0.5)),
-                           "p99_ms": _ms(health.percentile(0.99)), "statuses": health.statuses},
-                "rss_mb": procs.workers_rss_mb(server.pid)}
+                "health": _health(health), "rss_mb": procs.workers_rss_mb(server.pid)}
+
+    def _attack_row(self, target: Target, port: int, server: procs.Child,
+                    name: str) -> dict[str, Any]:
+        count = ATTACK_COUNTS[name][1 if self.smoke else 0]
+        self.log(f"  {target.name}: 16 clients on 0.2 s agents, {count} x {name}")
+
+        def healthy_path(i: int, n: int) -> str:
+            return target.path.format(agent=f"slow-200-a{(i + n) % AGENTS + 1}", cluster=i)
+
+        stop, healthy, health = threading.Event(), Tally(), Tally()
+        attack = ATTACKS[name](port, count).start()
+        rss = _RssSampler(server.pid).start()
+        duration = max(self.duration, 12.0)
+        window = (time.monotonic(), time.monotonic() + duration)
+        threads = run_clients(16, port, healthy_path, stop, healthy, window=window,
+                              retry_dropped=True)
+        threads.append(poll_health(port, stop, health))
+        time.sleep(duration)  # the measured window itself
+        stop.set()
+        _join_all(threads, 20)
+        rss.stop()
+        attack.stop()
+        ideal = 16 / 0.2
+        return {"scenario": f"attack-{name}", "app": target.name, "latency_s": 0.2,
+                "clients": 16, "attack": name, "attack_connections": count,
+                "attack_closed_by_server": attack.closed_by_server,
+                "attack_refused": attack.refused,
+                "rps": round(healthy.count / duration, 1), "ideal_rps": ideal,
+                "share_of_ideal": round(healthy.count / duration / ideal, 3),
+                "p50_ms": _ms(healthy.percentile(0.5)), "p99_ms": _ms(healthy.percentile(0.99)),
+                "statuses": healthy.statuses, "non_200": healthy.non_200(),
+                "health": _health(health), "rss_mb": rss.peaks()}
+
+
+class _RssSampler:
+    """The peak RSS of each worker of a master, sampled every half second."""
+
+    def __init__(self, master_pid: int) -> None:
+        self.master_pid = master_pid
+        self.peak: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> "_RssSampler":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for pid in procs.worker_pids(self.master_pid):
+                value = procs.rss_mb(pid)
+                if value is not None:
+                    self.peak[pid] = max(self.peak.get(pid, 0.0), value)
+            self._stop.wait(0.5)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def peaks(self) -> list[float]:
+        return [round(v, 1) for v in self.peak.values()]
+
+
+def _health(tally: Tally) -> dict[str, Any]:
+    return {"probes": tally.count, "p50_ms": _ms(tally.percentile(0.5)),
+            "p99_ms": _ms(tally.percentile(0.99)),
+            "max_ms": _ms(max(tally.latencies) if tally.latencies else None),
+            "statuses": tally.statuses}
 
 
 def _join_all(threads: list[threading.Thread], seconds: float) -> None:
@@ -341,8 +442,19 @@ def checks(rows: list[dict[str, Any]]) -> list[tuple[str, str, bool]]:
             rss = max(row["rss_mb"] or [0])
             if row["clients"] == max(CLIENT_COUNTS):
                 found.append((f"{name}: RSS/worker <= 150 MB", f"{rss} MB", rss <= 150))
+        elif row["scenario"].startswith("attack-"):
+            found += _probe_checks(row["attack"], row)
+            rss = max(row["rss_mb"] or [0])
+            found += [
+                (f"{row['attack']}: RSS/worker <= {RSS_TARGET_MB} MB", f"{rss} MB",
+                 rss <= RSS_TARGET_MB),
+                (f"{row['attack']}: healthy clients >= {HUNG_HEALTHY_SHARE} x ideal",
+                 f"{row['share_of_ideal']:.3f} x, {row['non_200']} non-200",
+                 row["share_of_ideal"] >= HUNG_HEALTHY_SHARE),
+            ]
         else:
             p99 = row["health"]["p99_ms"]
+            found += _probe_checks("hung agents", row)[1:]
             hung_ok = set(row["hung_statuses"]) <= {503, 504}
             fast = row["hung_fast_p99_ms"]
             found += [
@@ -357,18 +469,32 @@ def checks(rows: list[dict[str, Any]]) -> list[tuple[str, str, bool]]:
     return found
 
 
+def _probe_checks(name: str, row: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    health = row["health"]
+    p99, top = health["p99_ms"], health.get("max_ms")
+    return [(f"{name}: /health p99 <= {HEALTH_P99_MS} ms", f"{p99} ms",
+             p99 is not None and p99 <= HEALTH_P99_MS),
+            (f"{name}: /health max <= {HEALTH_MAX_MS} ms, all 200",
+             f"{top} ms, {health['statuses']}",
+             top is not None and top <= HEALTH_MAX_MS and set(health["statuses"]) == {200})]
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """The rows as a Markdown table."""
     lines = ["| scenario | app | agent latency | clients | req/s | share of C/latency | p50 ms "
-             "| p99 ms | statuses | /health p99 ms | RSS/worker MB |",
+             "| p99 ms | statuses | /health p50 / p99 / max ms | RSS/worker MB |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         statuses = ", ".join(f"{n} x {s}" for s, n in sorted(r["statuses"].items()))
         if r["scenario"] == "hung-agents":
             hung = ", ".join(f"{n} x {s}" for s, n in sorted(r["hung_statuses"].items()))
             statuses += f" (hung clients: {hung}; fast p99 {r['hung_fast_p99_ms']} ms)"
-        health = r.get("health", {}).get("p99_ms", "")
+        probes = r.get("health", {})
+        health = f"{probes.get('p50_ms')} / {probes.get('p99_ms')} / {probes.get('max_ms')}" \
+            if probes else ""
         clients = r["clients"] if r["scenario"] == "slow-agents" else f"{r['clients']} + 200 hung"
+        if r["scenario"].startswith("attack-"):
+            clients = f"{r['clients']} + {r['attack_connections']} {r['attack']}"
         lines.append(f"| {r['scenario']} | {r['app']} | {r['latency_s']:g} s | {clients} "
                      f"| {r['rps']} | {r['share_of_ideal']:.3f} | {r['p50_ms']} | {r['p99_ms']} "
                      f"| {statuses} | {health} | {r['rss_mb']} |")
@@ -405,13 +531,21 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def main(smoke: bool, duration: float | None, warmup: float | None, results_dir: Path,
-         log: Callable[[str], None]) -> int:
-    """Run the scenario, print the table and the targets, write JSON and the PNG."""
+         log: Callable[[str], None], only: str = "all") -> int:
+    """Run the scenario, print the table and the targets, write JSON and the PNG.
+
+    ``only``: ``all``; ``hung`` for the hung-agents and attack rows; ``attacks`` for the
+    attack rows alone."""
     socket.setdefaulttimeout(None)
+    # The attack rows hold thousands of sockets here and in the service (which inherits it).
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY
+                                                    else max(soft, 65536), hard))
     started = time.monotonic()
     scenario = Scenario(duration or (4.0 if smoke else 15.0), warmup or (1.0 if smoke else 3.0),
                         smoke, log, results_dir / "logs")
-    rows = scenario.run()
+    rows = scenario.run(only)
     found = checks(rows)
     print(table(rows))
     print("\ntargets (service on its default settings):")
@@ -424,6 +558,8 @@ def main(smoke: bool, duration: float | None, warmup: float | None, results_dir:
          "elapsed_s": round(time.monotonic() - started, 1)}, indent=2) + "\n")
     png = (ROOT / "docs" / "img" / "slow-agents.png") if not smoke else \
         results_dir / "slow-agents-smoke.png"
-    plot(rows, png)
-    print(f"\ntotal {time.monotonic() - started:.0f} s; plot {png}")
+    if only == "all":
+        plot(rows, png)
+    plotted = f"; plot {png}" if only == "all" else ""
+    print(f"\ntotal {time.monotonic() - started:.0f} s{plotted}")
     return 0

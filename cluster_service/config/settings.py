@@ -57,6 +57,10 @@ class Settings:
     ssl_certfile: str = "cert.pem"
 
     header_read_timeout: float = 10.0
+    request_queue_timeout: float = 5.0
+    write_stall_timeout: float = 30.0
+    max_header_bytes: int = 32 * 1024
+    max_pending_header_bytes: int = 16 * 1024 * 1024
 
     web_concurrency: int = 3
     gunicorn_threads: int = 256

@@ -55,6 +55,10 @@ AUTH_SHARED_CACHE = Counter("cluster_auth_shared_cache_total",
 SATURATED = Counter("cluster_saturated_total",
                     "Cluster calls refused (503): no thread, RPC or agent slot in time, "
                     "or the agent's breaker open", ["scope"])
+SHED = Counter("cluster_http_shed_total",
+               "Requests answered 503 or 431, or connections closed, by the worker's main loop "
+               "to protect itself: queue_timeout, too_many_connections, idle_closed, "
+               "headers_too_large, header_memory, write_stall, pipelining", ["reason"])
 BREAKER_OPEN = Gauge("cluster_agent_breaker_open",
                      "Agents whose circuit breaker is open or half-open, in this worker",
                      multiprocess_mode="livesum")
@@ -89,6 +93,9 @@ for _outcome in ("hit", "miss", "error"):
     AUTH_SHARED_CACHE.labels(_outcome)
 for _scope in ("rpc", "agent", "breaker", "parse"):
     SATURATED.labels(_scope)
+for _reason in ("queue_timeout", "too_many_connections", "idle_closed", "headers_too_large",
+                "header_memory", "write_stall", "pipelining"):
+    SHED.labels(_reason)
 for _state in ("open", "half_open", "closed"):
     BREAKER_TRANSITIONS.labels(_state)
 
