@@ -7,6 +7,8 @@ oversized headers to the real gunicorn (its limits come from gunicorn.conf.py).
 
 from __future__ import annotations
 
+import json
+
 import socket
 import string
 from typing import Any, Callable
@@ -310,6 +312,17 @@ def _raw_request(port: int, head: bytes, timeout: float = 10.0) -> bytes:
 
 
 @pytest.mark.gunicorn
+def _assert_envelope(reply: bytes, status: int, error: str | None = None) -> None:
+    """A raw response carries the contract's JSON error envelope (never gunicorn's HTML)."""
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert int(head.split(b" ", 2)[1]) == status, reply[:300]
+    assert b"content-type: application/json" in head.lower(), reply[:300]
+    data = json.loads(body)
+    assert list(data) == ["success", "error", "message", "request_id", "timestamp"], data
+    if error is not None:
+        assert data["error"] == error
+
+
 class TestGunicornLimits:
     def test_oversized_headers_get_a_4xx_from_gunicorn_never_a_500(
             self, service_factory: Callable[..., ServiceProcess]) -> None:
@@ -325,9 +338,14 @@ class TestGunicornLimits:
             reply = _raw_request(service.port, b"GET " + target + b" HTTP/1.1\r\n" + extra + end)
             status = int(reply.split(b" ", 2)[1])
             assert status in (400, 431), (name, reply[:300])
+            _assert_envelope(reply, status)
         long_line = b"GET " + target + b"?agent_id=" + b"a" * 5000 + b" HTTP/1.1\r\n" + end
         reply = _raw_request(service.port, long_line)
-        assert int(reply.split(b" ", 2)[1]) in (400, 414), reply[:300]
+        assert int(reply.split(b" ", 2)[1]) == 414, reply[:300]
+        _assert_envelope(reply, 414, "uri_too_long")
+        reply = _raw_request(service.port, b"GET " + target + b" HTTP/1.1\r\nBad Header\r\n"
+                             + b"X-Request-ID: mine-1\r\n" + end)
+        _assert_envelope(reply, 400, "invalid_request")
         # the worker is unharmed and nothing was a 500
         assert service.get("/health", timeout=5).status_code == 200
         logs = service.logs()

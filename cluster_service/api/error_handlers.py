@@ -16,20 +16,9 @@ from werkzeug.routing import RequestRedirect
 from .. import errors as exc
 from ..observability.request_context import current_request_id
 from ..observability.timestamps import utc_timestamp
+from .contract import HTTP_ERRORS
 
 log = logging.getLogger(__name__)
-
-
-_HTTP_CODES = {
-    400: ("invalid_request", "Invalid request"),
-    401: ("authentication_failed", "Authentication failed"),
-    404: ("not_found", "The requested URL was not found"),
-    405: ("method_not_allowed", "The method is not allowed for this URL"),
-    413: ("payload_too_large", "Request entity too large"),
-    414: ("uri_too_long", "Request URI too long"),
-    429: ("rate_limit_exceeded", "Rate limit exceeded"),
-    431: ("request_header_fields_too_large", "Request header fields too large"),
-}
 
 
 def error_response(status: int, error: str, message: str,
@@ -58,7 +47,7 @@ def _handle_domain(error: exc.ClusterServiceError) -> Response:
 
 def _handle_http(error: HTTPException) -> Response:
     status = error.code or 500
-    code, message = _HTTP_CODES.get(status, ("http_error", error.name))
+    code, message = HTTP_ERRORS.get(status, ("http_error", error.name))
     headers: dict[str, Any] = {}
     if status == 405 and error.valid_methods:  # type: ignore[attr-defined]
         headers["Allow"] = ", ".join(sorted(error.valid_methods))  # type: ignore[attr-defined]

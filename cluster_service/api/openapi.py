@@ -20,7 +20,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import fields
 
 from ..errors import all_errors
-from .contract import API_KEY_HEADER, BASE_PATH, REQUEST_ID_HEADER, VERSION
+from .contract import API_KEY_HEADER, BASE_PATH, HTTP_ERRORS, REQUEST_ID_HEADER, VERSION
 from ..domain.operations import POD_LOGS
 from .operation_schemas import DNS_SUBDOMAIN
 from .operations import ROUTES, TEXT_PLAIN, Route
@@ -37,8 +37,10 @@ _MEANINGS = {
     401: "X-API-Key missing, malformed or rejected",
     403: "this user may not use this agent",
     404: "the agent is not connected or unknown",
-    410: "the `continue` token can no longer be honoured: the list changed or the token "
-         "expired; start the list again",
+    410: "the `continue` token cannot be honoured (the list changed, the token expired, "
+         "belongs to another query or cannot be read); start the list again",
+    414: "the request line is longer than the server reads (4 KB)",
+    431: "the request headers are larger than the server reads",
     429: "too many requests or failed logins; see Retry-After",
     500: "unexpected failure (never a stack trace)",
     502: "the peer or agent answered with an error or an invalid reply",
@@ -50,6 +52,8 @@ _MEANINGS = {
 
 def _codes(status: int) -> str:
     codes = dict.fromkeys(kind.error_code for kind in all_errors() if kind.http_status == status)
+    if not codes and status in HTTP_ERRORS:
+        codes = {HTTP_ERRORS[status][0]: None}
     return " / ".join(f"`{code}`" for code in codes)
 
 
@@ -108,8 +112,8 @@ def _openapi_path(path: str) -> str:
 
 def _operation_of(route: Route) -> dict[str, Any]:
     """The document of one cluster operation's route (``operations.ROUTES``)."""
-    statuses = [400, 401, 403, 404, *([410] if route.op.is_list else []), 429, 500, 502, 503,
-                504]
+    statuses = [400, 401, 403, 404, *([410] if route.op.is_list else []), 414, 429, 431, 500,
+                502, 503, 504]
     parameters: list[Any] = [{"in": "query", "schema": type(route.query)}]
     if "{pod}" in _openapi_path(route.path):
         parameters.insert(0, {"in": "path", "name": "pod", "required": True,

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
+from http import HTTPStatus
 import re
 import threading
 import time
 from typing import Any, Callable
 
+from ..api.contract import HTTP_ERRORS
 from ..api.request_id import choose_request_id
 from ..errors import RETRY_AFTER_SECONDS
 from ..observability.timestamps import utc_timestamp
@@ -41,7 +43,6 @@ REASONS = (
 )
 
 _REQUEST_ID = re.compile(rb"\nx-request-id[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
-_REASON_PHRASES = {431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 
 
 def sent_request_id(head: bytes | bytearray) -> str | None:
@@ -61,7 +62,7 @@ def error_response(status: int, error: str, message: str, request_id: str,
     """A whole HTTP/1.1 response with the contract's error envelope; it closes the connection."""
     body = json.dumps({"success": False, "error": error, "message": message,
                        "request_id": request_id, "timestamp": utc_timestamp()}).encode()
-    lines = [f"HTTP/1.1 {status} {_REASON_PHRASES[status]}",
+    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
              "Content-Type: application/json",
              f"Content-Length: {len(body)}",
              f"X-Request-ID: {request_id}",
@@ -79,8 +80,13 @@ def saturated(request_id: str) -> bytes:
 
 def headers_too_large(request_id: str) -> bytes:
     """431, as the app's error handler names it."""
-    return error_response(431, "request_header_fields_too_large",
-                          "Request header fields too large", request_id)
+    return http_error(431, request_id)
+
+
+def http_error(status: int, request_id: str) -> bytes:
+    """An HTTP-level error (``HTTP_ERRORS``) answered before the app saw the request."""
+    code, message = HTTP_ERRORS.get(status, HTTP_ERRORS[500])
+    return error_response(status, code, message, request_id)
 
 
 class ShedLog:

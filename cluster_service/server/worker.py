@@ -68,7 +68,8 @@ from collections import deque
 from datetime import datetime
 from typing import Any
 
-from gunicorn import http, sock
+from gunicorn import http, sock, util
+from gunicorn.http import errors as http_errors
 from gunicorn.http import wsgi
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
@@ -120,9 +121,60 @@ def spread_table() -> SpreadTable:
     return _spread_table
 
 
+class _Discard:
+    """A socket that takes and drops what gunicorn's own error page would write."""
+
+    def gettimeout(self) -> float:
+        return 0.0
+
+    def sendall(self, data: bytes) -> None:
+        pass
+
+    def send(self, data: bytes) -> int:
+        return len(data)
+
+
+def _error_status(error: BaseException) -> int:
+    """The status gunicorn answers a request it could not parse with (its handle_error)."""
+    if isinstance(error, (http_errors.InvalidResponseHeader, http_errors.InvalidResponseHeaderName,
+                          http_errors.ConfigurationProblem)):
+        return 500  # the application's or the configuration's fault, not the client's
+    if isinstance(error, http_errors.LimitRequestLine):
+        return 414
+    if isinstance(error, http_errors.LimitRequestHeaders):
+        return 431
+    if isinstance(error, (http_errors.ForbiddenProxyRequest, ssl.SSLError)):
+        return 403
+    if isinstance(error, http_errors.ExpectationFailed):
+        return 417
+    if isinstance(error, http_errors.UnsupportedTransferCoding):
+        return 501
+    if isinstance(error, (http_errors.ParseException, http_errors.NoMoreData)):
+        return 400
+    return 500
+
+
 class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
     """gthread, but a pool thread only ever sees a connection whose headers are complete,
     and the main loop answers the probes and sheds what would wait without bound."""
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        """A request gunicorn could not parse (a request line over ``limit_request_line``:
+        414, bad headers: 400, ...) gets the contract's error envelope, not gunicorn's
+        HTML page; gunicorn still logs it and writes its access line."""
+        super().handle_error(req, _Discard(), addr, exc)
+        sent = None
+        if req is not None:
+            sent = next((value for name, value in getattr(req, "headers", ())
+                         if name.upper() == "X-REQUEST-ID"), None)
+        answer = overload.http_error(_error_status(exc), choose_request_id(sent))
+        try:
+            if isinstance(client, Capture):
+                client.sendall(answer)
+            else:
+                util.write_nonblock(client, answer)
+        except Exception:  # the client went away: nothing more to tell it
+            self.log.debug("Failed to send error message.")
 
     alive: bool
 
