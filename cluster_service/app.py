@@ -14,8 +14,8 @@ from flask import Flask
 from .api import error_handlers, json_provider, limiter, request_cycle
 from .api.extension import init_app as init_services
 from .api.routes import NO_STORE, register_blueprints
+from .api.trusted_proxies import TrustedProxies
 from .config import Settings, load_settings
-from .domain.client_address import TrustedProxies
 from .observability import metrics
 from .observability.logging_observer import CompositeObserver, LoggingObserver
 from .rpc.transport import Transport

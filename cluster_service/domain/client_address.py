@@ -17,7 +17,7 @@ client is its /64 (one host is usually given a whole /64).
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Callable, Iterable
+from typing import Iterable
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -66,19 +66,3 @@ def forwarded_client(peer: str | None, forwarded_for: str | None,
 
 def _is_trusted(address: IPAddress, trusted: Iterable[IPNetwork]) -> bool:
     return any(address.version == network.version and address in network for network in trusted)
-
-
-class TrustedProxies:
-    """WSGI middleware: sets ``REMOTE_ADDR`` to :func:`forwarded_client`'s answer."""
-
-    def __init__(self, app: Callable[..., Any], networks: Iterable[str]) -> None:
-        self.app = app
-        self.trusted = tuple(ipaddress.ip_network(n, strict=False) for n in networks)
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        peer = environ.get("REMOTE_ADDR")
-        client = forwarded_client(peer, environ.get("HTTP_X_FORWARDED_FOR"), self.trusted)
-        if client != peer:
-            environ["cluster_service.proxy_addr"] = peer
-            environ["REMOTE_ADDR"] = client
-        return self.app(environ, start_response)
