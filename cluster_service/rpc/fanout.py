@@ -1,6 +1,7 @@
-"""Listening on a fanout exchange (the auth events): one server-named exclusive queue
-per listener, consumed with auto-ack, and a handler that can never take the I/O
-thread down.
+"""Listening on a fanout exchange (the auth events): one exclusive queue per listener,
+named after the connection's reply queue (so one permission pattern covers all
+of a worker's own queues: ``broker_permissions.py``), consumed with auto-ack,
+and a handler that can never take the I/O thread down.
 
 Only messages delivered through the exchange itself are handed to the handler.
 Anyone allowed to publish to the default exchange can put a message straight
@@ -25,12 +26,12 @@ _LOG_EVERY_S = 10.0
 _last_logged = [float("-inf")]
 
 
-def declare_listener(channel: BlockingChannel, exchange: str,
+def declare_listener(channel: BlockingChannel, exchange: str, queue: str,
                      handler: Callable[[bytes], None],
                      on_foreign: Callable[[], None] | None = None) -> None:
-    """Declare ``exchange`` (durable fanout) and a queue of our own on it; consume it."""
+    """Declare ``exchange`` (durable fanout) and our exclusive ``queue`` on it; consume it."""
     channel.exchange_declare(exchange, exchange_type="fanout", durable=True)
-    queue = channel.queue_declare(queue="", exclusive=True, auto_delete=True).method.queue
+    channel.queue_declare(queue=queue, exclusive=True, auto_delete=True)
     channel.queue_bind(queue, exchange)
     channel.basic_consume(queue, functools.partial(_on_event, exchange, handler, on_foreign),
                           auto_ack=True)

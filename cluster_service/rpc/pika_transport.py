@@ -219,8 +219,9 @@ class PikaTransport:
                 self._presence.record(queue, consumers)
             token, reply_queue = declare_reply_queue(channel, self._settings.reply_exchange)
             channel.add_on_return_callback(functools.partial(on_returned, self._observer))
-            for exchange, (handler, on_foreign) in self._listeners.items():
-                declare_listener(channel, exchange, handler, on_foreign)
+            for number, (exchange, (handler, on_foreign)) in enumerate(self._listeners.items()):
+                declare_listener(channel, exchange, f"{reply_queue}.listener{number}", handler,
+                                 on_foreign)
             # The broker cancels a consumer whose queue is deleted; pika only drops it.
             # We must notice, or replies on that queue would go unread for good.
             self._cancelled = False
