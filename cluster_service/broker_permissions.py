@@ -25,6 +25,7 @@ docs/operations.md shows them for the defaults.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 import sys
@@ -54,9 +55,10 @@ def _any_of(names: list[str], own_queues: bool = True) -> str:
 
 def broker_permissions(settings: Settings) -> Permissions:
     """The permissions the service's broker user needs for ``settings``' names."""
-    requests = [settings.auth_request_queue, settings.namespace_request_queue,
-                settings.agents_request_queue]
-    results = list(settings.result_queues)
+    # Every *_request_queue and *_result_queue setting: a new peer's queues are covered.
+    names = {field.name: getattr(settings, field.name) for field in dataclasses.fields(settings)}
+    requests = [value for name, value in names.items() if name.endswith("_request_queue")]
+    results = [value for name, value in names.items() if name.endswith("_result_queue")]
     exchanges = [settings.reply_exchange, settings.auth_events_exchange]
     return Permissions(
         configure=_any_of(requests + results + exchanges),
