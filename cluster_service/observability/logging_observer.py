@@ -106,6 +106,10 @@ class CompositeObserver(Observer):
         for observer in self.observers:
             observer.broker_closing()
 
+    def broker_reconnected(self, node: str) -> None:
+        for observer in self.observers:
+            observer.broker_reconnected(node)
+
     def auth_outcome(self, outcome: str) -> None:
         for observer in self.observers:
             observer.auth_outcome(outcome)

@@ -204,10 +204,11 @@ class PikaTransport:
                 break
             try:
                 return pika.BlockingConnection(params), node_of(params)
-            except (pika.exceptions.AMQPError, OSError) as error:
+            except Exception as error:  # pika's stack timeout is not an AMQPError
                 failure = error
                 self._log_failure(error, node_of(params))
-        raise failure or pika.exceptions.AMQPConnectionError("stopping")
+        raise pika.exceptions.AMQPConnectionError(
+            type(failure).__name__ if failure else "stopping")
 
     def _connect(self) -> None:
         connection, node = self._open()
