@@ -139,7 +139,6 @@ class TestAcrossWorkers:
         assert store.get("someone-else:key") == b"kept"
 
 
-
 OTHER_USER = {**VALID_USER, "id": 99, "username": "mallory"}
 
 
