@@ -149,6 +149,10 @@ class PrometheusObserver(Observer):
     def broker_connected(self, connected: bool) -> None:
         BROKER_CONNECTED.set(1 if connected else 0)
 
+    def broker_nodes(self, nodes: list[str]) -> None:
+        for node in nodes:  # each node's series exists from the start, at 0
+            BROKER_RECONNECTS.labels(node)
+
     def broker_reconnected(self, node: str) -> None:
         BROKER_RECONNECTS.labels(node).inc()
 

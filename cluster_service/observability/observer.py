@@ -44,6 +44,9 @@ class Observer:
     def broker_connected(self, connected: bool) -> None:
         """This worker's broker connection went up (True) or down (False)."""
 
+    def broker_nodes(self, nodes: list[str]) -> None:
+        """The broker nodes (host:port) this worker may connect to, known at start."""
+
     def broker_reconnected(self, node: str) -> None:
         """A broker connection was made to ``node`` (host:port) after a loss."""
 

@@ -78,6 +78,7 @@ class PikaTransport:
         self._gap_handlers: list[Callable[[], None]] = []
         self._ever_connected = False
         self._params = connection_parameters(settings)
+        self._observer.broker_nodes([node_of(params) for params in self._params])
         self._request_queues = (settings.auth_request_queue, settings.namespace_request_queue,
                                 settings.agents_request_queue)
         self._result_queues = settings.result_queues
