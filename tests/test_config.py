@@ -6,6 +6,7 @@ import dataclasses
 import os
 import subprocess  # nosec B404 - the test starts our own gunicorn
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,12 @@ from cluster_service.config.secret_files import SECRET_FILE_VARIABLES, read_secr
 from cluster_service.config import ConfigError, Settings, load_settings
 
 from .support.config_vars import variables_read_by_load_settings
+from .support.tls_certs import self_signed
 
 REPO = Path(__file__).resolve().parents[1]
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+# A PEM certificate and its key, valid as a CA bundle and as a client certificate.
+PEM_CERT, PEM_KEY = (str(path) for path in self_signed(Path(tempfile.mkdtemp())))
 
 # The documented defaults (README table + contract §3), written out by hand on
 # purpose: a changed default in config.py must fail here until it is documented.
@@ -101,10 +105,10 @@ OVERRIDES: dict[str, tuple[str, Any]] = {
     "broker_connect_wait": ("1.5", 1.5),
     "rabbitmq_tls": ("true", True),
     "rabbitmq_connect_timeout": ("0.5", 0.5),
-    "rabbitmq_ca_file": (__file__, __file__),
-    "rabbitmq_cert_file": (__file__, __file__),
-    "rabbitmq_key_file": (__file__, __file__),
-    "redis_ca_file": (__file__, __file__),
+    "rabbitmq_ca_file": (PEM_CERT, PEM_CERT),
+    "rabbitmq_cert_file": (PEM_CERT, PEM_CERT),
+    "rabbitmq_key_file": (PEM_KEY, PEM_KEY),
+    "redis_ca_file": (PEM_CERT, PEM_CERT),
     "redis_timeout": ("0.2", 0.2),
     "websocket_timeout": ("0.5", 0.5),
     "auth_timeout": ("3", 3.0),
@@ -144,7 +148,8 @@ OVERRIDES: dict[str, tuple[str, Any]] = {
 EXTRA_ENV: dict[str, dict[str, str]] = {
     "use_ssl": {"SSL_CERTFILE": __file__, "SSL_KEYFILE": __file__},
     "auth_cache_uri": {"AUTH_CACHE_SECRET": "a-secret-of-16-chars"},
-    "rabbitmq_key_file": {"RABBITMQ_CERT_FILE": __file__},
+    "rabbitmq_key_file": {"RABBITMQ_CERT_FILE": PEM_CERT},
+    "rabbitmq_cert_file": {"RABBITMQ_KEY_FILE": PEM_KEY},
 }
 
 FIELDS = [field.name for field in dataclasses.fields(Settings)]
@@ -298,6 +303,9 @@ BAD_VALUES = [
     ("RABBITMQ_CA_FILE", {"RABBITMQ_CA_FILE": "/nonexistent/ca.pem"}),
     ("RABBITMQ_KEY_FILE", {"RABBITMQ_KEY_FILE": __file__}),  # a key without its certificate
     ("REDIS_CA_FILE", {"REDIS_CA_FILE": "/nonexistent/ca.pem"}),
+    ("REDIS_CA_FILE", {"REDIS_CA_FILE": __file__}),  # not PEM
+    ("RABBITMQ_CA_FILE", {"RABBITMQ_CA_FILE": __file__}),
+    ("RABBITMQ_CERT_FILE", {"RABBITMQ_CERT_FILE": __file__}),
     ("REDIS_TIMEOUT", {"REDIS_TIMEOUT": "0"}),
     ("RABBITMQ_PASSWORD", {"RABBITMQ_PASSWORD": "x", "RABBITMQ_PASSWORD_FILE": __file__}),
     ("AUTH_CACHE_SECRET_FILE", {"AUTH_CACHE_SECRET_FILE": "/nonexistent/secret"}),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import ssl
 import sys
 from typing import Any, Callable, Mapping
 
@@ -173,4 +174,25 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                                   f"{path!r} does not exist")
     if settings.rabbitmq_key_file and not settings.rabbitmq_cert_file:
         raise ConfigError("RABBITMQ_KEY_FILE needs RABBITMQ_CERT_FILE (the client certificate)")
+    check_tls_files(settings)
     return settings
+
+
+def check_tls_files(settings: Settings) -> None:
+    """The CA bundles and the client certificate load (PEM), or one line naming the variable."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    for name, path in (("RABBITMQ_CA_FILE", settings.rabbitmq_ca_file),
+                       ("REDIS_CA_FILE", settings.redis_ca_file)):
+        if path:
+            try:
+                context.load_verify_locations(cafile=path)
+            except (ssl.SSLError, OSError, ValueError):
+                raise ConfigError(f"{name} must be a PEM file of CA certificates, "
+                                  f"{path!r} is not") from None
+    if settings.rabbitmq_cert_file:
+        try:
+            context.load_cert_chain(settings.rabbitmq_cert_file,
+                                    settings.rabbitmq_key_file or None)
+        except (ssl.SSLError, OSError, ValueError):
+            raise ConfigError("RABBITMQ_CERT_FILE and RABBITMQ_KEY_FILE must be a PEM "
+                              "certificate and its private key (unencrypted)") from None

@@ -54,6 +54,11 @@ def _leaf(directory: Path, name: str, ca: tuple[Path, Path], extensions: str) ->
     return cert, key
 
 
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """One self-signed certificate and its key (a CA bundle or a client certificate)."""
+    return _ca(directory, "self-signed")
+
+
 def make_certs(directory: Path) -> Certs:
     """A CA, a server certificate for DNS:localhost, a client certificate, another CA."""
     directory.mkdir(parents=True, exist_ok=True)
