@@ -219,6 +219,18 @@ class TestEntriesOthersWrote:
         assert worker.rpcs == 1
         assert worker.observer.shared_cache["invalid"] == 1
 
+    def test_an_entry_of_another_type_is_a_miss_and_redis_stays_in_use(
+            self, server: RedisServer, store: redis.Redis,
+            caplog: pytest.LogCaptureFixture) -> None:
+        worker = Worker(server)
+        store.rpush(worker.shared.entry_name(GOOD), b"x")
+        store.set(worker.shared.members_name(VALID_USER["id"]), b"not a set")
+        self.believed_nothing(worker, caplog, b"not a set")
+        assert worker.observer.shared_cache["error"] == 0  # not taken for an outage
+        other = Worker(server)
+        assert other.auth.authenticate(GOOD).id == VALID_USER["id"]
+        assert other.rpcs == 0  # the first worker's verdict was stored all the same
+
     def test_a_planted_rejection_does_not_lock_a_valid_key_out(
             self, server: RedisServer, store: redis.Redis) -> None:
         worker = Worker(server)

@@ -119,7 +119,7 @@ class SharedAuthCache:
         if not raw:  # GETRANGE of a missing key is empty
             self._observer.auth_cache("miss")
             return None
-        verdict, problem = self._open(name, raw)
+        verdict, problem = (None, "wrong_type") if raw is _REFUSED else self._open(name, raw)
         if verdict is None:
             self._observer.auth_cache("invalid")
             log.warning("shared auth cache entry not believed", extra={
@@ -161,7 +161,7 @@ class SharedAuthCache:
             pipe.set(name, value, px=ttl_ms)
             pipe.sadd(members, name)
             pipe.pexpire(members, int(self._ttl * 1000) + 1000)
-            pipe.execute()
+            pipe.execute(raise_on_error=False)  # a set replaced by another type: entry only
         self._run(put)
 
     def put_rejected(self, api_key: str, asked_at: float) -> None:
@@ -186,7 +186,10 @@ class SharedAuthCache:
         members = self.members_name(user_id)
 
         def drop(client: redis.Redis) -> None:
-            names = list(client.smembers(members))
+            try:
+                names = list(client.smembers(members))
+            except redis.ResponseError:  # not a set (any more): nothing listed to drop
+                names = []
             client.delete(members, *names)
         self._run(drop)
 
@@ -220,11 +223,15 @@ class SharedAuthCache:
     # -- availability --------------------------------------------------------------
 
     def _run(self, action: Callable[[redis.Redis], T]) -> T | object:
-        """``action(client)``, or _UNAVAILABLE while Redis is failing (logged once)."""
+        """``action(client)``, or _UNAVAILABLE while Redis is failing (logged once), or
+        _REFUSED when Redis answered with an error (e.g. WRONGTYPE: someone replaced one
+        of our names by another type); that is about the data, not Redis being there."""
         if time.monotonic() < self._down_until:
             return _UNAVAILABLE
         try:
             result = action(self._client)
+        except redis.ResponseError:
+            return _REFUSED
         except (redis.RedisError, OSError) as error:
             with self._lock:
                 first = self._down_until == 0.0
@@ -245,6 +252,7 @@ class SharedAuthCache:
 
 
 _UNAVAILABLE = object()
+_REFUSED = object()
 
 
 def _decode(raw: bytes) -> Verdict | None:
