@@ -183,6 +183,19 @@ class TestFlushFlood:
         assert owner.flushed.wait(3), "the throttled flushes were folded into none"
         assert owner.flushes == 2
 
+    def test_a_flush_made_when_due_replaces_the_deferred_one(self) -> None:
+        owner, now = CountingOwner(), [100.0]
+        handler = AuthEventHandler(owner, clock=lambda: now[0])
+        handler(b'{"event": "cache_flush"}')
+        now[0] += 0.9
+        handler(b'{"event": "cache_flush"}')  # throttled: one deferred for ~0.1 s
+        now[0] += 0.1
+        handler(b'{"event": "cache_flush"}')  # due: applied now, the deferred one dropped
+        assert owner.flushes == 2
+        owner.flushed.clear()
+        assert not owner.flushed.wait(0.5)
+        assert owner.flushes == 2
+
     def test_flushes_a_second_apart_are_each_applied(self) -> None:
         owner, now = CountingOwner(), [100.0]
         handler = AuthEventHandler(owner, clock=lambda: now[0])

@@ -123,22 +123,33 @@ class AuthEventHandler:
         self._observer.auth_event("wrong_exchange")
 
     def _flush_now(self) -> bool:
-        """Flush unless the last flush was under FLUSH_EVERY_S ago; then defer one (once)."""
+        """Flush unless the last flush was under FLUSH_EVERY_S ago; then defer one (once).
+
+        A flush made now replaces a deferred one still pending, so flushes are never
+        closer than FLUSH_EVERY_S, whichever thread makes them.
+        """
         with self._lock:
-            wait = self._last_flush + FLUSH_EVERY_S - self._clock()
+            now = self._clock()
+            wait = self._last_flush + FLUSH_EVERY_S - now
             if wait <= 0:
-                self._last_flush = self._clock()
+                self._last_flush = now
+                if self._deferred is not None:
+                    self._deferred.cancel()
+                    self._deferred = None
             elif self._deferred is None:
-                self._deferred = threading.Timer(wait, self._deferred_flush)
-                self._deferred.daemon = True
-                self._deferred.start()
+                timer = threading.Timer(wait, lambda: self._deferred_flush(timer))
+                timer.daemon = True
+                self._deferred = timer
+                timer.start()
         if wait <= 0:
             self._owner.flush()
         return wait <= 0
 
-    def _deferred_flush(self) -> None:
+    def _deferred_flush(self, timer: threading.Timer) -> None:
         """The one flush folded from the events throttled in the last second (timer thread)."""
         with self._lock:
+            if self._deferred is not timer:  # replaced by a flush made meanwhile
+                return
             self._deferred = None
             self._last_flush = self._clock()
         try:
