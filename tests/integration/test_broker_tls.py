@@ -8,6 +8,7 @@ module, because starting one takes seconds.
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -63,11 +64,15 @@ def namespaces_ok(service: ServiceProcess) -> bool:
     return response.status_code == 200 and response.json()["agent_id"] == HEALTHY_AGENT
 
 
-def service_connections(node: RabbitNode) -> list[list[str]]:
-    """[ssl, peer_cert_subject, user, vhost] of every cluster_service connection to the node."""
+def service_connections(node: RabbitNode, service: ServiceProcess) -> list[list[str]]:
+    """[ssl, peer_cert_subject, user, vhost] of each of ``service``'s connections to the node
+    (those of services stopped by earlier tests may still be listed for a moment)."""
     out = node.ctl("list_connections", "--no-table-headers", "ssl", "peer_cert_subject",
                    "user", "vhost", "client_properties").stdout
-    return [line.split("\t")[:4] for line in out.splitlines() if "cluster_service " in line]
+    names = [f'"cluster_service {socket.gethostname()} pid {pid}"'
+             for pid in service.worker_pids()]
+    return [line.split("\t")[:4] for line in out.splitlines()
+            if any(name in line for name in names)]
 
 
 def published(node: RabbitNode, exchange: str, routing_key: str, body: bytes,
@@ -94,7 +99,7 @@ class TestAmqps:
         ready = service.get("/ready").json()
         assert ready["checks"] == {"rabbitmq": "ok",
                                    "rabbitmq_node": f"localhost:{node.tls_port}"}
-        connections = service_connections(node)
+        connections = service_connections(node, service)
         assert connections and all(c[0] == "true" for c in connections), connections
         assert all("cluster-service-client" in c[1] for c in connections), connections
 
@@ -125,7 +130,7 @@ class TestAmqps:
         assert reason.startswith("certificate verify failed"), reason
         assert ("mismatch" in reason) == (case == "wrong host name"), reason
         assert "guest" not in str(lines[0])
-        assert service_connections(node) == []  # and never a plain AMQP connection instead
+        assert service_connections(node, service) == []  # and never a plain AMQP connection instead
 
     def test_each_node_is_verified_under_its_own_name(
             self, node: RabbitNode, certs: Certs, node_peers: Any,
@@ -158,7 +163,8 @@ class TestLeastPrivilege:
             service = service_factory(**tls_env(node, certs, RABBITMQ_USER=user,
                                                 RABBITMQ_PASSWORD_FILE=str(secret),
                                                 RABBITMQ_VHOST=vhost, AUTH_CACHE_TTL="0"))
-            assert all(c[2:] == [user, vhost] for c in service_connections(node))
+            connections = service_connections(node, service)
+            assert connections and all(c[2:] == [user, vhost] for c in connections), connections
             document = service.get("/openapi.json").json()
             for path, operations in document["paths"].items():
                 relative = path.removeprefix("/api/v3.0/cluster")
