@@ -87,6 +87,9 @@ class _DeadlineSocket:
         return self._timeout
 
     def _arm(self) -> None:
+        if self._timeout == 0:  # a non-blocking poll (the pool's "any stale data?"): no call
+            self._sock.settimeout(0)
+            return
         left = self._deadline - time.monotonic()
         if left <= 0:
             _unresponsive(self._server)
