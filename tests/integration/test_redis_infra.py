@@ -59,7 +59,9 @@ class TestRediss:
         uri_file.write_text(tls_redis.url + "\n")
         env = redis_env(tls_redis.url, REDIS_CA_FILE=str(certs.ca))
         del env["AUTH_CACHE_URI"]
-        service = service_factory(AUTH_CACHE_URI_FILE=str(uri_file), **env)
+        service = service_factory(AUTH_CACHE_URI_FILE=str(uri_file), WEB_CONCURRENCY="1", **env)
+        assert agents(service)[0] == 200
+        time.sleep(0.7)  # idle beyond REDIS_TIMEOUT: pooled connections must still serve
         assert agents(service)[0] == 200
         with tls_redis.client() as client:
             names = [name.decode() for name in client.scan_iter()]
@@ -67,6 +69,7 @@ class TestRediss:
         assert any("LIMITER/cluster_service" in name for name in names), names
         logs = service.logs()
         assert "auth_cache_unavailable" not in logs and "limiter_fallback" not in logs
+        assert "unreachable" not in logs.lower()  # Flask-Limiter's own fallback line
 
     def test_a_redis_certificate_from_another_ca_is_not_used(
             self, tls_redis: RedisServer, certs: Certs, peers: Any,
