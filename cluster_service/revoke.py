@@ -22,6 +22,7 @@ import pika.exceptions
 from dotenv import load_dotenv
 
 from .config import ConfigError, Settings, load_settings
+from .config.nodes import node_label
 from .domain.auth_events import CACHE_FLUSH, USER_REVOKED, AuthEvent
 from .rpc.pika_connection import APP_ID, connection_parameters
 
@@ -70,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         publish_event(settings, event)
     except (pika.exceptions.AMQPError, OSError) as error:
-        print(f"cluster_service.revoke: could not publish to "
-              f"{settings.rabbitmq_host}:{settings.rabbitmq_port}: {type(error).__name__}",
+        nodes = ", ".join(node_label(host, port) for host, port in settings.broker_nodes)
+        print(f"cluster_service.revoke: could not publish to {nodes}: {type(error).__name__}",
               file=sys.stderr)
         return 1
     target = f"user {event.user_id}" if event.user_id is not None else "every key"

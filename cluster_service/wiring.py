@@ -37,7 +37,7 @@ def build_services(settings: Settings, observer: Observer,
     shared = SharedAuthCache(settings, observer) if settings.auth_cache_uri else None
     auth = Authenticator(settings, rpc, fallback, observer, audit_auth, guard, shared)
     events = AuthEventHandler(auth, observer)
-    transport.listen(settings.auth_events_exchange, events, events.on_gap)
+    transport.listen(settings.auth_events_exchange, events, events.on_gap, events.foreign)
     return Services(settings=settings, rpc=rpc, auth=auth,
                     clusters=ClusterOperations(settings, rpc, observer),
                     observer=observer)

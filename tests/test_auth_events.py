@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from cluster_service.domain.auth import Authenticator
-from cluster_service.domain.auth_events import AuthEvent, AuthEventHandler, parse_event
+from cluster_service.domain.auth_events import (FLUSH_EVERY_S, AuthEvent, AuthEventHandler,
+                                                parse_event)
 from cluster_service.errors import AuthenticationFailed
 from cluster_service.domain.revocations import Revocations
 from cluster_service.rpc.client import RpcClient
@@ -145,6 +146,75 @@ class TestHandler:
             {"request_id": body["request_id"], "valid": True, "user_data": VALID_USER}, 0)]
         h.auth.authenticate(GOOD)
         assert h.rpcs == 2
+
+
+class CountingOwner:
+    """A cache owner that counts what it was asked to do."""
+
+    def __init__(self) -> None:
+        self.flushes = 0
+        self.revoked: list[int] = []
+        self.flushed = threading.Event()
+
+    def revoke_user(self, user_id: int) -> None:
+        self.revoked.append(user_id)
+
+    def flush(self) -> None:
+        self.flushes += 1
+        self.flushed.set()
+
+    def forget_local(self) -> None:
+        pass
+
+
+class TestFlushFlood:
+    """A cache_flush flood must not empty the caches continuously (one flush a second)."""
+
+    def test_a_flood_within_a_second_is_one_flush_now_and_one_after(self) -> None:
+        owner, observer, now = CountingOwner(), RecordingObserver(), [100.0]
+        handler = AuthEventHandler(owner, observer, clock=lambda: now[0])
+        for _ in range(1000):
+            handler(b'{"event": "cache_flush"}')
+        assert owner.flushes == 1
+        assert observer.events["cache_flush"] == 1
+        assert observer.events["throttled"] == 999
+        owner.flushed.clear()
+        now[0] += FLUSH_EVERY_S
+        assert owner.flushed.wait(3), "the throttled flushes were folded into none"
+        assert owner.flushes == 2
+
+    def test_a_flush_made_when_due_replaces_the_deferred_one(self) -> None:
+        owner, now = CountingOwner(), [100.0]
+        handler = AuthEventHandler(owner, clock=lambda: now[0])
+        handler(b'{"event": "cache_flush"}')
+        now[0] += 0.9
+        handler(b'{"event": "cache_flush"}')  # throttled: one deferred for ~0.1 s
+        now[0] += 0.1
+        handler(b'{"event": "cache_flush"}')  # due: applied now, the deferred one dropped
+        assert owner.flushes == 2
+        owner.flushed.clear()
+        assert not owner.flushed.wait(0.5)
+        assert owner.flushes == 2
+
+    def test_flushes_a_second_apart_are_each_applied(self) -> None:
+        owner, now = CountingOwner(), [100.0]
+        handler = AuthEventHandler(owner, clock=lambda: now[0])
+        for _ in range(3):
+            handler(b'{"event": "cache_flush"}')
+            now[0] += FLUSH_EVERY_S
+        assert owner.flushes == 3
+
+    def test_revocations_are_never_throttled(self) -> None:
+        owner = CountingOwner()
+        handler = AuthEventHandler(owner)
+        for user_id in range(50):
+            handler(json.dumps({"event": "user_revoked", "user_id": user_id}).encode())
+        assert owner.revoked == list(range(50))
+
+    def test_a_foreign_delivery_is_counted(self) -> None:
+        observer = RecordingObserver()
+        AuthEventHandler(CountingOwner(), observer).foreign()
+        assert observer.events["wrong_exchange"] == 1
 
 
 class TestOverTheTransport:

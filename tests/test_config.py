@@ -6,17 +6,22 @@ import dataclasses
 import os
 import subprocess  # nosec B404 - the test starts our own gunicorn
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cluster_service.config.secret_files import SECRET_FILE_VARIABLES, read_secret
 from cluster_service.config import ConfigError, Settings, load_settings
 
 from .support.config_vars import variables_read_by_load_settings
+from .support.tls_certs import self_signed
 
 REPO = Path(__file__).resolve().parents[1]
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+# A PEM certificate and its key, valid as a CA bundle and as a client certificate.
+PEM_CERT, PEM_KEY = (str(path) for path in self_signed(Path(tempfile.mkdtemp())))
 
 # The documented defaults (README table + contract §3), written out by hand on
 # purpose: a changed default in config.py must fail here until it is documented.
@@ -38,6 +43,13 @@ DEFAULTS: dict[str, Any] = {
     "rabbitmq_vhost": "/",
     "rabbitmq_heartbeat": 30,
     "broker_connect_wait": 5.0,
+    "rabbitmq_tls": False,
+    "rabbitmq_connect_timeout": 2.0,
+    "rabbitmq_ca_file": "",
+    "rabbitmq_cert_file": "",
+    "rabbitmq_key_file": "",
+    "redis_ca_file": "",
+    "redis_timeout": 0.5,
     "websocket_timeout": 30.0,
     "auth_timeout": 10.0,
     "auth_cache_ttl": 30.0,
@@ -99,6 +111,13 @@ OVERRIDES: dict[str, tuple[str, Any]] = {
     "rabbitmq_vhost": ("kubesage", "kubesage"),
     "rabbitmq_heartbeat": ("0", 0),
     "broker_connect_wait": ("1.5", 1.5),
+    "rabbitmq_tls": ("true", True),
+    "rabbitmq_connect_timeout": ("0.5", 0.5),
+    "rabbitmq_ca_file": (PEM_CERT, PEM_CERT),
+    "rabbitmq_cert_file": (PEM_CERT, PEM_CERT),
+    "rabbitmq_key_file": (PEM_KEY, PEM_KEY),
+    "redis_ca_file": (PEM_CERT, PEM_CERT),
+    "redis_timeout": ("0.2", 0.2),
     "websocket_timeout": ("0.5", 0.5),
     "auth_timeout": ("3", 3.0),
     "auth_cache_ttl": ("0", 0.0),
@@ -145,6 +164,8 @@ OVERRIDES: dict[str, tuple[str, Any]] = {
 EXTRA_ENV: dict[str, dict[str, str]] = {
     "use_ssl": {"SSL_CERTFILE": __file__, "SSL_KEYFILE": __file__},
     "auth_cache_uri": {"AUTH_CACHE_SECRET": "a-secret-of-16-chars"},
+    "rabbitmq_key_file": {"RABBITMQ_CERT_FILE": PEM_CERT},
+    "rabbitmq_cert_file": {"RABBITMQ_KEY_FILE": PEM_KEY},
 }
 
 FIELDS = [field.name for field in dataclasses.fields(Settings)]
@@ -173,7 +194,8 @@ def test_each_field_is_read_from_its_upper_case_variable(name: str) -> None:
 
 
 def test_loader_reads_exactly_the_settings_variables() -> None:
-    assert variables_read_by_load_settings() == {name.upper() for name in FIELDS}
+    assert variables_read_by_load_settings() == {name.upper() for name in FIELDS} | {
+        f"{name}_FILE" for name in SECRET_FILE_VARIABLES}
 
 
 def test_blank_values_mean_the_default() -> None:
@@ -289,6 +311,21 @@ BAD_VALUES = [
     ("AUTH_CACHE_SECRET", {"AUTH_CACHE_URI": "redis://127.0.0.1:6379/0",
                            "AUTH_CACHE_SECRET": "short"}),
     ("AUTH_EVENTS_EXCHANGE", {"AUTH_EVENTS_EXCHANGE": "x y"}),
+    ("RABBITMQ_HOST", {"RABBITMQ_HOST": "a,b:0"}),
+    ("RABBITMQ_HOST", {"RABBITMQ_HOST": "a:x"}),
+    ("RABBITMQ_HOST", {"RABBITMQ_HOST": "user@a"}),
+    ("RABBITMQ_HOST", {"RABBITMQ_HOST": " , "}),
+    ("RABBITMQ_CONNECT_TIMEOUT", {"RABBITMQ_CONNECT_TIMEOUT": "0"}),
+    ("RABBITMQ_TLS", {"RABBITMQ_TLS": "maybe"}),
+    ("RABBITMQ_CA_FILE", {"RABBITMQ_CA_FILE": "/nonexistent/ca.pem"}),
+    ("RABBITMQ_KEY_FILE", {"RABBITMQ_KEY_FILE": __file__}),  # a key without its certificate
+    ("REDIS_CA_FILE", {"REDIS_CA_FILE": "/nonexistent/ca.pem"}),
+    ("REDIS_CA_FILE", {"REDIS_CA_FILE": __file__}),  # not PEM
+    ("RABBITMQ_CA_FILE", {"RABBITMQ_CA_FILE": __file__}),
+    ("RABBITMQ_CERT_FILE", {"RABBITMQ_CERT_FILE": __file__}),
+    ("REDIS_TIMEOUT", {"REDIS_TIMEOUT": "0"}),
+    ("RABBITMQ_PASSWORD", {"RABBITMQ_PASSWORD": "x", "RABBITMQ_PASSWORD_FILE": __file__}),
+    ("AUTH_CACHE_SECRET_FILE", {"AUTH_CACHE_SECRET_FILE": "/nonexistent/secret"}),
 ]
 
 
@@ -364,6 +401,59 @@ def test_gunicorn_logs_the_warning_at_start(tmp_path: Path) -> None:
         quiet.stop()
 
 
+class TestBrokerNodes:
+    def test_one_host_keeps_the_old_meaning(self) -> None:
+        assert load_settings({"RABBITMQ_HOST": "broker", "RABBITMQ_PORT": "5673"}
+                             ).broker_nodes == (("broker", 5673),)
+
+    def test_a_list_of_nodes_in_order_with_their_own_ports(self) -> None:
+        settings = load_settings({"RABBITMQ_HOST": "rmq-0, rmq-1:5680,[::1]:5681,[fe80::1]"})
+        assert settings.broker_nodes == (("rmq-0", 5672), ("rmq-1", 5680), ("::1", 5681),
+                                         ("fe80::1", 5672))
+
+    def test_tls_changes_the_default_port_only(self) -> None:
+        assert load_settings({"RABBITMQ_TLS": "true"}).rabbitmq_port == 5671
+        assert load_settings({"RABBITMQ_TLS": "true", "RABBITMQ_PORT": "5000"}
+                             ).rabbitmq_port == 5000
+
+
+class TestSecretFiles:
+    @pytest.mark.parametrize("variable, field, value", [
+        ("RABBITMQ_PASSWORD", "rabbitmq_password", "p@ss word"),
+        ("AUTH_CACHE_SECRET", "auth_cache_secret", "a-secret-of-16-chars"),
+        ("AUTH_CACHE_URI", "auth_cache_uri", "rediss://:pw@127.0.0.1:6380/0"),
+        ("RATE_LIMIT_STORAGE_URI", "rate_limit_storage_uri", "redis://:pw@127.0.0.1:6379/1"),
+    ])
+    def test_read_from_the_file_less_one_trailing_newline(
+            self, tmp_path: Path, variable: str, field: str, value: str) -> None:
+        path = tmp_path / "secret"
+        path.write_text(value + "\n")
+        env = {f"{variable}_FILE": str(path), "AUTH_CACHE_SECRET": "s" * 16}
+        if variable == "AUTH_CACHE_SECRET":
+            del env["AUTH_CACHE_SECRET"]
+        assert getattr(load_settings(env), field) == value
+
+    def test_only_one_newline_is_dropped(self, tmp_path: Path) -> None:
+        path = tmp_path / "password"
+        path.write_bytes(b"  pw\n\n")
+        assert read_secret("RABBITMQ_PASSWORD_FILE", str(path)) == "  pw\n"
+
+    def test_both_set_names_both_never_the_value(self, tmp_path: Path) -> None:
+        path = tmp_path / "password"
+        path.write_text("from-the-file")
+        with pytest.raises(ConfigError) as error:
+            load_settings({"RABBITMQ_PASSWORD": "from-the-env",
+                           "RABBITMQ_PASSWORD_FILE": str(path)})
+        message = str(error.value)
+        assert "RABBITMQ_PASSWORD" in message and "RABBITMQ_PASSWORD_FILE" in message
+        assert "from-the" not in message and "\n" not in message
+
+    def test_an_unreadable_file_names_the_variable(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError) as error:
+            load_settings({"AUTH_CACHE_SECRET_FILE": str(tmp_path)})  # a directory
+        assert "AUTH_CACHE_SECRET_FILE" in str(error.value)
+
+
 def test_config_error_is_a_value_error() -> None:
     assert issubclass(ConfigError, ValueError)
 
@@ -381,7 +471,10 @@ def _start_gunicorn(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[s
 @pytest.mark.parametrize("env, variable", [
     ({"PORT": "abc"}, "PORT"),
     ({"USE_SSL": "true"}, "SSL_CERTFILE"),  # default cert.pem does not exist in tmp_path
-], ids=["PORT=abc", "USE_SSL-missing-cert"])
+    ({"RABBITMQ_PASSWORD": "pw-in-env", "RABBITMQ_PASSWORD_FILE": __file__},
+     "RABBITMQ_PASSWORD_FILE"),
+    ({"AUTH_CACHE_SECRET_FILE": "/nonexistent/secret"}, "AUTH_CACHE_SECRET_FILE"),
+], ids=["PORT=abc", "USE_SSL-missing-cert", "secret-twice", "secret-file-unreadable"])
 def test_gunicorn_refuses_to_start_with_one_line(tmp_path: Path, env: dict[str, str],
                                                  variable: str) -> None:
     result = _start_gunicorn(tmp_path, **env)
@@ -390,3 +483,4 @@ def test_gunicorn_refuses_to_start_with_one_line(tmp_path: Path, env: dict[str, 
     assert len(lines) == 1, result.stderr
     assert variable in lines[0]
     assert "Traceback" not in result.stderr + result.stdout
+    assert "pw-in-env" not in result.stderr + result.stdout

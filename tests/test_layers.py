@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"domain"},
     {"api"},
     {"wiring"},
-    {"app", "revoke", "server", ""},
+    {"app", "revoke", "broker_permissions", "server", ""},
 ]
 # Only the HTTP layer (and the app factory that assembles it) may know the web framework.
 WEB_LIBRARIES = {"flask", "werkzeug", "flask_limiter", "marshmallow", "apispec"}

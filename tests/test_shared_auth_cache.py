@@ -74,7 +74,8 @@ class TestStorage:
             assert not any(secret_form in name for name in names)
             assert secret_form not in stored
         assert worker.shared.entry_name(GOOD) in names
-        assert f"cluster_service:auth:user:{VALID_USER['id']}" in names
+        assert worker.shared.members_name(VALID_USER["id"]) in names
+        assert not any(name.endswith(f":{VALID_USER['id']}") for name in names)
 
     def test_a_validation_lives_for_the_ttl_a_rejection_for_the_negative_ttl(
             self, server: RedisServer, store: redis.Redis) -> None:
@@ -84,7 +85,8 @@ class TestStorage:
             worker.auth.authenticate(BAD)
         assert 29_000 < store.pttl(worker.shared.entry_name(GOOD)) <= 30_000
         assert 4_000 < store.pttl(worker.shared.entry_name(BAD)) <= 5_000
-        assert json.loads(store.get(worker.shared.entry_name(BAD)))["user"] is None
+        assert json.loads(store.get(worker.shared.entry_name(BAD)).partition(b".")[2])[
+            "user"] is None
 
 
 class TestAcrossWorkers:
@@ -110,7 +112,7 @@ class TestAcrossWorkers:
         first.auth.revoke_user(VALID_USER["id"])
         wait_for(lambda: store.get(first.shared.entry_name(GOOD)) is None, 5,
                  what="the entry purged from Redis")
-        assert not store.exists(f"cluster_service:auth:user:{VALID_USER['id']}")
+        assert not store.exists(first.shared.members_name(VALID_USER["id"]))
         second.auth.authenticate(GOOD)
         assert second.rpcs == 1
 
@@ -136,17 +138,105 @@ class TestAcrossWorkers:
         wait_for(lambda: store.keys("cluster_service:auth:*") == [], 5, what="the flush")
         assert store.get("someone-else:key") == b"kept"
 
+
+OTHER_USER = {**VALID_USER, "id": 99, "username": "mallory"}
+
+
+def sealed_payload(worker: Worker, payload: bytes, name: str | None = None) -> bytes:
+    """An entry whose MAC is right for ``payload`` (only a secret holder could write it)."""
+    name = name or worker.shared.entry_name(GOOD)
+    return worker.shared._mac(name, payload).encode() + b"." + payload
+
+
+class TestEntriesOthersWrote:
+    """Redis is shared: whatever someone without the secret writes there is a miss."""
+
+    def believed_nothing(self, worker: Worker, caplog: pytest.LogCaptureFixture,
+                         planted: bytes) -> None:
+        caplog.set_level(logging.WARNING, "cluster_service.domain.shared_auth_cache")
+        assert worker.auth.authenticate(GOOD).id == VALID_USER["id"]
+        assert worker.rpcs == 1  # asked the User Service, as for a miss
+        assert worker.observer.shared_cache["invalid"] == 1
+        lines = [r for r in caplog.records if getattr(r, "event", "") == "auth_cache_invalid"]
+        assert len(lines) == 1 and lines[0].levelno == logging.WARNING
+        text = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+        assert planted[-40:].decode("latin-1") not in text and "mallory" not in text
+
+    def test_a_planted_entry_for_another_users_identity(
+            self, server: RedisServer, store: redis.Redis,
+            caplog: pytest.LogCaptureFixture) -> None:
+        worker = Worker(server)
+        payload = json.dumps({"asked_at": time.time(), "user": OTHER_USER}).encode()
+        planted = b"0" * 64 + b"." + payload
+        store.set(worker.shared.entry_name(GOOD), planted, px=30_000)
+        self.believed_nothing(worker, caplog, planted)
+
+    def test_an_edited_entry(self, server: RedisServer, store: redis.Redis,
+                             caplog: pytest.LogCaptureFixture) -> None:
+        writer, reader = Worker(server), Worker(server)
+        writer.auth.authenticate(GOOD)
+        name = writer.shared.entry_name(GOOD)
+        edited = store.get(name).replace(b'"id":7', b'"id":99').replace(b"ana", b"mallory")
+        assert edited != store.get(name)
+        store.set(name, edited, px=30_000)
+        self.believed_nothing(reader, caplog, edited)
+
+    def test_a_future_dated_entry(self, server: RedisServer, store: redis.Redis,
+                                  caplog: pytest.LogCaptureFixture) -> None:
+        worker = Worker(server)
+        # Even with a valid MAC (a worker with a clock far ahead): it would outlive revocations.
+        payload = json.dumps({"asked_at": time.time() + 3600.0, "user": VALID_USER},
+                             separators=(",", ":"), sort_keys=True).encode()
+        planted = sealed_payload(worker, payload)
+        store.set(worker.shared.entry_name(GOOD), planted, px=30_000)
+        self.believed_nothing(worker, caplog, planted)
+
+    def test_an_absurd_entry(self, server: RedisServer, store: redis.Redis,
+                             caplog: pytest.LogCaptureFixture) -> None:
+        worker = Worker(server)
+        payload = b'{"asked_at":1' + b"0" * 400 + b',"user":null}'  # 10**400: no float holds it
+        planted = sealed_payload(worker, payload)
+        store.set(worker.shared.entry_name(GOOD), planted, px=30_000)
+        self.believed_nothing(worker, caplog, planted)
+
+    def test_an_oversized_entry(self, server: RedisServer, store: redis.Redis,
+                                caplog: pytest.LogCaptureFixture) -> None:
+        worker = Worker(server)
+        planted = b"0" * 64 + b"." + b"x" * 1_000_000
+        store.set(worker.shared.entry_name(GOOD), planted, px=30_000)
+        self.believed_nothing(worker, caplog, planted)
+
     @pytest.mark.parametrize("raw", [b"not json", b"[]", b'{"user": 5, "asked_at": 1}',
                                      b'{"user": {"id": "x"}, "asked_at": 1e18}',
                                      # NaN compares false with every revocation time
                                      json.dumps({"user": VALID_USER}).encode()[:-1]
                                      + b', "asked_at": NaN}'])
-    def test_a_bad_entry_is_a_miss(self, server: RedisServer, store: redis.Redis,
-                                   raw: bytes) -> None:
+    def test_a_malformed_entry_is_a_miss_even_with_a_valid_mac(
+            self, server: RedisServer, store: redis.Redis, raw: bytes) -> None:
         worker = Worker(server)
-        store.set(worker.shared.entry_name(GOOD), raw, px=30_000)
+        store.set(worker.shared.entry_name(GOOD), sealed_payload(worker, raw), px=30_000)
         assert worker.auth.authenticate(GOOD).id == VALID_USER["id"]
         assert worker.rpcs == 1
+        assert worker.observer.shared_cache["invalid"] == 1
+
+    def test_an_entry_of_another_type_is_a_miss_and_redis_stays_in_use(
+            self, server: RedisServer, store: redis.Redis,
+            caplog: pytest.LogCaptureFixture) -> None:
+        worker = Worker(server)
+        store.rpush(worker.shared.entry_name(GOOD), b"x")
+        store.set(worker.shared.members_name(VALID_USER["id"]), b"not a set")
+        self.believed_nothing(worker, caplog, b"not a set")
+        assert worker.observer.shared_cache["error"] == 0  # not taken for an outage
+        other = Worker(server)
+        assert other.auth.authenticate(GOOD).id == VALID_USER["id"]
+        assert other.rpcs == 0  # the first worker's verdict was stored all the same
+
+    def test_a_planted_rejection_does_not_lock_a_valid_key_out(
+            self, server: RedisServer, store: redis.Redis) -> None:
+        worker = Worker(server)
+        payload = json.dumps({"asked_at": time.time(), "user": None}).encode()
+        store.set(worker.shared.entry_name(GOOD), b"f" * 64 + b"." + payload, px=30_000)
+        assert worker.auth.authenticate(GOOD).id == VALID_USER["id"]
 
 
 class TestRedisOutage:

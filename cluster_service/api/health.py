@@ -3,7 +3,8 @@
 ``/health`` never touches the broker: a liveness probe that depends on the
 broker would restart every pod on a broker blip. ``/ready`` reports this
 worker's broker connection, so Kubernetes stops routing to a pod that cannot
-serve cluster calls.
+serve cluster calls. When up, ``checks.rabbitmq_node`` names the broker node
+(``host:port``) the worker is connected to.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ def ready() -> tuple[Response, int]:
     rpc = services().rpc
     rpc.start()
     up = rpc.connected
-    body = {"status": "ready" if up else "not_ready",
-            "checks": {"rabbitmq": "ok" if up else "unavailable"},
+    checks = {"rabbitmq": "ok" if up else "unavailable"}
+    node = rpc.broker_node
+    if up and node:  # which node of RABBITMQ_HOST; host:port only, never credentials
+        checks["rabbitmq_node"] = node
+    body = {"status": "ready" if up else "not_ready", "checks": checks,
             "timestamp": utc_timestamp()}
     return jsonify(_ready.dump(body)), 200 if up else 503

@@ -196,7 +196,7 @@ def init_app(app: Flask, settings: Settings) -> Limiter:
         api_key_identity,
         app=app,
         storage_uri=settings.rate_limit_storage_uri,
-        storage_options=storage_options(settings.rate_limit_storage_uri),  # type: ignore[arg-type]
+        storage_options=storage_options(settings),
         strategy=STRATEGY,
         headers_enabled=True,
         retry_after="delta-seconds",

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import ssl
 import sys
 from typing import Any, Callable, Mapping
 
 from . import reader as check
 from .reader import ConfigError, Reader
+from .secret_files import with_secret_files
 from .settings import Settings
 
 # (reader, variable name, default) -> value
@@ -77,13 +79,18 @@ _ROWS: dict[str, Read] = {
     "user_service_ca_bundle": _named(check.existing_file),
     "user_service_timeout": _positive(300),
     "user_service_allow_http": _boolean,
-    "rabbitmq_host": _text,
+    "rabbitmq_host": _own(check.broker_hosts),
+    "rabbitmq_tls": _boolean,
     "rabbitmq_port": _integer(1, 65535),
     "rabbitmq_user": _text,
     "rabbitmq_password": _text,
     "rabbitmq_vhost": _text,
     "rabbitmq_heartbeat": _integer(0, 3600),
     "broker_connect_wait": _number(0, 60),
+    "rabbitmq_connect_timeout": _positive(60),
+    "rabbitmq_ca_file": _named(check.existing_file),
+    "rabbitmq_cert_file": _named(check.existing_file),
+    "rabbitmq_key_file": _named(check.existing_file),
     "websocket_timeout": _positive(3600),
     "auth_timeout": _positive(3600),
     "auth_cache_ttl": _number(0, 86400),
@@ -91,6 +98,8 @@ _ROWS: dict[str, Read] = {
     "auth_failures_per_minute": _integer(1),
     "auth_cache_uri": _own(check.auth_cache_uri),
     "auth_cache_secret": _own(check.auth_cache_secret),
+    "redis_ca_file": _named(check.existing_file),
+    "redis_timeout": _positive(30),
     "rate_limit_enabled": _boolean,
     "rate_limit_requests_per_minute": _integer(1),
     "rate_limit_storage_uri": _own(check.storage_uri),
@@ -129,6 +138,7 @@ _ROWS: dict[str, Read] = {
 _DERIVED: dict[str, Callable[[dict[str, Any]], Any]] = {
     "log_level": lambda values: "DEBUG" if values["debug"] else "INFO",
     "max_inflight_rpcs": lambda values: values["gunicorn_threads"],
+    "rabbitmq_port": lambda values: 5671 if values["rabbitmq_tls"] else 5672,
 }
 
 # Variables that no longer mean anything; set, they would silently change behaviour.
@@ -154,7 +164,7 @@ def settings_or_exit() -> Settings:
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build :class:`Settings` from ``env`` (default: ``os.environ``) or raise ConfigError."""
-    r = Reader(os.environ if env is None else env)
+    r = Reader(with_secret_files(os.environ if env is None else env))
     for name, message in RETIRED.items():
         if r.raw(name) is not None:
             raise ConfigError(message)
@@ -170,4 +180,27 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             if not os.path.isfile(path):
                 raise ConfigError(f"{name} must name a readable file when USE_SSL=true, "
                                   f"{path!r} does not exist")
+    if settings.rabbitmq_key_file and not settings.rabbitmq_cert_file:
+        raise ConfigError("RABBITMQ_KEY_FILE needs RABBITMQ_CERT_FILE (the client certificate)")
+    check_tls_files(settings)
     return settings
+
+
+def check_tls_files(settings: Settings) -> None:
+    """The CA bundles and the client certificate load (PEM), or one line naming the variable."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    for name, path in (("RABBITMQ_CA_FILE", settings.rabbitmq_ca_file),
+                       ("REDIS_CA_FILE", settings.redis_ca_file)):
+        if path:
+            try:
+                context.load_verify_locations(cafile=path)
+            except (ssl.SSLError, OSError, ValueError):
+                raise ConfigError(f"{name} must be a PEM file of CA certificates, "
+                                  f"{path!r} is not") from None
+    if settings.rabbitmq_cert_file:
+        try:
+            context.load_cert_chain(settings.rabbitmq_cert_file,
+                                    settings.rabbitmq_key_file or None)
+        except (ssl.SSLError, OSError, ValueError):
+            raise ConfigError("RABBITMQ_CERT_FILE and RABBITMQ_KEY_FILE must be a PEM "
+                              "certificate and its private key (unencrypted)") from None

@@ -13,6 +13,8 @@ import re
 from typing import Callable, Mapping, TypeVar
 from urllib.parse import urlparse
 
+from .nodes import parse_nodes
+
 T = TypeVar("T")
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -133,12 +135,24 @@ def existing_file(r: Reader, name: str) -> str:
     return value
 
 
+def broker_hosts(r: Reader) -> str:
+    """``RABBITMQ_HOST``: one host or a comma list of ``host[:port]`` (a cluster's nodes)."""
+    value = r.text("RABBITMQ_HOST", "localhost")
+    try:
+        parse_nodes(value, 5672)
+    except ValueError as error:
+        raise ConfigError("RABBITMQ_HOST must be a host or a comma list of host[:port], "
+                          f"got {str(error)!r}") from None
+    return value
+
+
 def storage_uri(r: Reader) -> str:
+    # The URI may carry a password: an error names its scheme, never the value.
     value = r.text("RATE_LIMIT_STORAGE_URI", "memory://")
     scheme = value.split("://", 1)[0] if "://" in value else ""
     if scheme not in ("memory", "redis", "rediss", "redis+sentinel", "redis+cluster"):
         raise ConfigError("RATE_LIMIT_STORAGE_URI must be memory:// or a redis:// URI, "
-                          f"got scheme {scheme or value!r}")
+                          f"got scheme {scheme or 'none'!r}")
     return value
 
 
@@ -149,7 +163,7 @@ def auth_cache_uri(r: Reader) -> str:
     parsed = urlparse(value)
     if parsed.scheme not in ("redis", "rediss") or not parsed.netloc:
         raise ConfigError("AUTH_CACHE_URI must be empty (off) or a redis:// or rediss:// URI "
-                          f"with a host, got scheme {parsed.scheme or value!r}")
+                          f"with a host, got scheme {parsed.scheme or 'none'!r}")
     return value
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from .nodes import parse_nodes
+
 # What a request that joins one in flight waits beyond the leader's own budget.
 FLIGHT_MARGIN = 1.0
 
@@ -31,25 +33,33 @@ class Settings:
     user_service_timeout: float = 5.0
     user_service_allow_http: bool = False
 
-    rabbitmq_host: str = "localhost"
-    rabbitmq_port: int = 5672
+    rabbitmq_host: str = "localhost"  # or a comma list of host[:port], tried in order
+    rabbitmq_tls: bool = False
+    rabbitmq_port: int = 5672  # 5671 by default with RABBITMQ_TLS
     rabbitmq_user: str = "guest"
-    rabbitmq_password: str = "guest"  # RabbitMQ's documented local default
+    rabbitmq_password: str = dataclasses.field(default="guest",  # RabbitMQ's local default
+                                               repr=False)
     rabbitmq_vhost: str = "/"
     rabbitmq_heartbeat: int = 30
     broker_connect_wait: float = 5.0
+    rabbitmq_connect_timeout: float = 2.0
+    rabbitmq_ca_file: str = ""
+    rabbitmq_cert_file: str = ""
+    rabbitmq_key_file: str = ""
 
     websocket_timeout: float = 30.0
     auth_timeout: float = 10.0
     auth_cache_ttl: float = 30.0
     auth_negative_cache_ttl: float = 10.0
     auth_failures_per_minute: int = 10
-    auth_cache_uri: str = ""
+    auth_cache_uri: str = dataclasses.field(default="", repr=False)  # may hold a password
     auth_cache_secret: str = dataclasses.field(default="", repr=False)
+    redis_ca_file: str = ""
+    redis_timeout: float = 0.5
 
     rate_limit_enabled: bool = True
     rate_limit_requests_per_minute: int = 60
-    rate_limit_storage_uri: str = "memory://"
+    rate_limit_storage_uri: str = dataclasses.field(default="memory://", repr=False)
     trusted_proxy_addresses: tuple[str, ...] = ()
 
     use_ssl: bool = False
@@ -140,6 +150,11 @@ class Settings:
         """The request queues this service publishes to (declared at connect)."""
         return (self.auth_request_queue, self.namespace_request_queue,
                 self.agents_request_queue, self.operation_request_queue)
+
+    @property
+    def broker_nodes(self) -> tuple[tuple[str, int], ...]:
+        """``RABBITMQ_HOST``'s nodes as (host, port), in the order they are tried."""
+        return parse_nodes(self.rabbitmq_host, self.rabbitmq_port)
 
     @property
     def result_queues(self) -> tuple[str, ...]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage, storage_from_string
@@ -26,17 +26,19 @@ from limits.strategies import SlidingWindowCounterRateLimiter
 
 from ..config import Settings
 from .client_address import guard_key
+from .redis_options import redis_options
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _RETRY_PRIMARY_EVERY = 2.0
-_REDIS_OPTIONS = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
 
 
-def storage_options(uri: str) -> dict[str, float]:
-    """Short Redis timeouts: a dead Redis must cost milliseconds, not a hung request."""
-    return dict(_REDIS_OPTIONS) if uri.startswith("redis") else {}
+def storage_options(settings: Settings) -> dict[str, Any]:
+    """The rate limit storage's Redis options: every call bounded by ``REDIS_TIMEOUT``,
+    ``rediss://`` verified (``redis_options.py``). A dead or stalled Redis must cost
+    milliseconds, not a hung request."""
+    return redis_options(settings, settings.rate_limit_storage_uri)
 
 
 class AuthFailureGuard:
@@ -45,8 +47,8 @@ class AuthFailureGuard:
     def __init__(self, settings: Settings) -> None:
         self._item = RateLimitItemPerMinute(settings.auth_failures_per_minute)
         self._enabled = settings.rate_limit_enabled
-        uri = settings.rate_limit_storage_uri
-        self._storage = storage_from_string(uri, **storage_options(uri))
+        self._storage = storage_from_string(settings.rate_limit_storage_uri,
+                                            **storage_options(settings))
         self._primary = SlidingWindowCounterRateLimiter(self._storage)
         self._fallback = SlidingWindowCounterRateLimiter(MemoryStorage())
         self._lock = threading.Lock()

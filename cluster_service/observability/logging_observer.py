@@ -110,6 +110,14 @@ class CompositeObserver(Observer):
         for observer in self.observers:
             observer.broker_closing()
 
+    def broker_nodes(self, nodes: list[str]) -> None:
+        for observer in self.observers:
+            observer.broker_nodes(nodes)
+
+    def broker_reconnected(self, node: str) -> None:
+        for observer in self.observers:
+            observer.broker_reconnected(node)
+
     def auth_outcome(self, outcome: str) -> None:
         for observer in self.observers:
             observer.auth_outcome(outcome)

@@ -49,9 +49,17 @@ REPLIES_RECEIVED = Counter("cluster_rpc_replies_received_total",
                            "Reply deliveries to a worker, by queue: own, fixed or relayed",
                            ["via"])
 AUTH_EVENTS = Counter("cluster_auth_events_total",
-                      "Auth events received: user_revoked, cache_flush, ignored", ["event"])
+                      "Auth events received: user_revoked, cache_flush, ignored, "
+                      "throttled (a cache_flush within a second of the last), "
+                      "wrong_exchange (not delivered through the auth events exchange)",
+                      ["event"])
 AUTH_SHARED_CACHE = Counter("cluster_auth_shared_cache_total",
-                            "Shared (Redis) auth cache look-ups: hit, miss, error", ["outcome"])
+                            "Shared (Redis) auth cache look-ups: hit, miss, error, "
+                            "invalid (an entry that is not ours: bad MAC, oversized, "
+                            "future-dated, malformed)", ["outcome"])
+BROKER_RECONNECTS = Counter("cluster_broker_reconnects_total",
+                            "Broker connections made after a loss, by the node connected to",
+                            ["node"])
 SATURATED = Counter("cluster_saturated_total",
                     "Cluster calls refused (503): no thread, RPC or agent slot in time, "
                     "or the agent's breaker open", ["scope"])
@@ -87,9 +95,9 @@ for _route in ("direct", "broadcast"):
     REPLIES_REROUTED.labels(_route)
 for _via in ("own", "fixed", "relayed"):
     REPLIES_RECEIVED.labels(_via)
-for _event in ("user_revoked", "cache_flush", "ignored"):
+for _event in ("user_revoked", "cache_flush", "ignored", "throttled", "wrong_exchange"):
     AUTH_EVENTS.labels(_event)
-for _outcome in ("hit", "miss", "error"):
+for _outcome in ("hit", "miss", "error", "invalid"):
     AUTH_SHARED_CACHE.labels(_outcome)
 for _scope in ("rpc", "agent", "breaker", "parse"):
     SATURATED.labels(_scope)
@@ -155,6 +163,13 @@ class PrometheusObserver(Observer):
 
     def broker_connected(self, connected: bool) -> None:
         BROKER_CONNECTED.set(1 if connected else 0)
+
+    def broker_nodes(self, nodes: list[str]) -> None:
+        for node in nodes:  # each node's series exists from the start, at 0
+            BROKER_RECONNECTS.labels(node)
+
+    def broker_reconnected(self, node: str) -> None:
+        BROKER_RECONNECTS.labels(node).inc()
 
     def auth_outcome(self, outcome: str) -> None:
         BATCH.inc(_auth_outcome(outcome))

@@ -37,13 +37,22 @@ class Observer:
         """A reply for another worker was sent on: ``direct`` to its owner, or ``broadcast``."""
 
     def auth_event(self, event: str) -> None:
-        """An auth event arrived: user_revoked, cache_flush, or ignored (unknown, malformed)."""
+        """An auth event arrived: user_revoked, cache_flush, ignored (unknown, malformed),
+        throttled (a cache_flush too soon after the last) or wrong_exchange (not
+        delivered through the auth events exchange)."""
 
     def auth_cache(self, outcome: str) -> None:
-        """The shared auth cache was asked: hit, miss, or error (unreachable, bad entry)."""
+        """The shared auth cache was asked: hit, miss, error (unreachable), or invalid
+        (an entry that does not verify, oversized, future-dated or malformed)."""
 
     def broker_connected(self, connected: bool) -> None:
         """This worker's broker connection went up (True) or down (False)."""
+
+    def broker_nodes(self, nodes: list[str]) -> None:
+        """The broker nodes (host:port) this worker may connect to, known at start."""
+
+    def broker_reconnected(self, node: str) -> None:
+        """A broker connection was made to ``node`` (host:port) after a loss."""
 
     def broker_closing(self) -> None:
         """The worker is closing its broker connection on purpose (shutdown); a down follows."""

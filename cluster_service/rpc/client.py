@@ -140,6 +140,11 @@ class RpcClient:
         return self._connected
 
     @property
+    def broker_node(self) -> str:
+        """``host:port`` of the broker node this worker is connected to ('' if unknown)."""
+        return str(getattr(self._transport, "node", "")) if self._connected else ""
+
+    @property
     def pending_count(self) -> int:
         """How many calls are waiting for a reply (0 when idle: nothing leaks)."""
         return len(self._pending)

@@ -12,27 +12,44 @@ import pika
 from pika.spec import BasicProperties
 
 from ..config import Settings
+from ..config.nodes import node_label
+from .broker_tls import ssl_options, tls_context
 from .request_ids import new_token, reply_queue_name
 from .transport import OutgoingRequest
 
 APP_ID = "cluster_service"
 
 
-def connection_parameters(settings: Settings) -> pika.ConnectionParameters:
-    """pika parameters from settings; short socket timeouts so a dead broker is noticed fast."""
-    return pika.ConnectionParameters(
-        host=settings.rabbitmq_host,
-        port=settings.rabbitmq_port,
+def connection_parameters(settings: Settings) -> list[pika.ConnectionParameters]:
+    """pika parameters for each node of ``RABBITMQ_HOST``, in the order they are tried.
+
+    Each attempt is bounded by ``RABBITMQ_CONNECT_TIMEOUT``: ``socket_timeout``
+    bounds the TCP connect, ``stack_timeout`` the whole TCP + TLS + AMQP
+    handshake, so a black-holed node (accepts, never speaks) costs no more than
+    that before the next node is tried. With ``RABBITMQ_TLS`` every node is
+    verified under its own name (``broker_tls.py``).
+    """
+    context = tls_context(settings) if settings.rabbitmq_tls else None
+    credentials = pika.PlainCredentials(settings.rabbitmq_user, settings.rabbitmq_password)
+    name = f"cluster_service {socket.gethostname()} pid {os.getpid()}"
+    return [pika.ConnectionParameters(
+        host=host,
+        port=port,
         virtual_host=settings.rabbitmq_vhost,
-        credentials=pika.PlainCredentials(settings.rabbitmq_user, settings.rabbitmq_password),
+        credentials=credentials,
+        ssl_options=ssl_options(context, host) if context is not None else None,
         heartbeat=settings.rabbitmq_heartbeat,
         blocked_connection_timeout=30,
         connection_attempts=1,
-        socket_timeout=5,
-        stack_timeout=10,
-        client_properties={"connection_name": f"cluster_service {socket.gethostname()} "
-                                              f"pid {os.getpid()}"},
-    )
+        socket_timeout=settings.rabbitmq_connect_timeout,
+        stack_timeout=settings.rabbitmq_connect_timeout,
+        client_properties={"connection_name": name},
+    ) for host, port in settings.broker_nodes]
+
+
+def node_of(params: pika.ConnectionParameters) -> str:
+    """``host:port`` of the node ``params`` connects to (logs, metrics, ``/ready``)."""
+    return node_label(params.host, params.port)
 
 
 def declare_shared_queues(channel: Any, request_queues: tuple[str, ...],

@@ -23,8 +23,18 @@ exchange, the fallback for ids that name no owner (see ``client.py``).
 Listeners (``listen``, ``fanout.py``): the auth events. Consumer presence (is
 anyone consuming a request queue?): ``consumer_presence.py``.
 
-Reconnects use a capped exponential back-off (0.25 s doubling to 2 s): the cap
-is small so a worker is serving again within seconds of the broker's return.
+Nodes: ``RABBITMQ_HOST`` may name several (a RabbitMQ cluster). Every
+connection, the first and each after a loss (a node closing connections for
+shutdown with 320 CONNECTION_FORCED included), tries them in order, each
+attempt bounded by ``RABBITMQ_CONNECT_TIMEOUT``; the node in use is
+:attr:`PikaTransport.node` (``/ready``), and each reconnect is counted by node.
+A failed attempt is logged once per node and reason until a connection
+succeeds (a TLS verification failure says why: ``broker_tls.py``), so a node
+that stays down does not write a line every retry.
+
+Reconnects use a capped exponential back-off (0.25 s doubling to 2 s) between
+rounds over the nodes: the cap is small so a worker is serving again within
+seconds of the broker's return.
 """
 
 from __future__ import annotations
@@ -45,8 +55,9 @@ from ..observability.observer import Observer
 from .consumer_presence import ConsumerPresence
 from .fanout import call_quietly, declare_listener
 from .outbox import Outbox
+from .broker_tls import tls_failure
 from .pika_connection import (close_quietly, connection_parameters, declare_reply_queue,
-                              declare_shared_queues, request_properties)
+                              declare_shared_queues, node_of, request_properties)
 from .relay import on_returned, relay, relayed_from
 from .transport import DROPPED, OutgoingRequest, Routing
 
@@ -62,10 +73,12 @@ class PikaTransport:
                  peers: dict[str, str] | None = None) -> None:
         self._settings = settings
         self._observer = observer or Observer()
-        self._listeners: dict[str, Callable[[bytes], None]] = {}
+        self._listeners: dict[str, tuple[Callable[[bytes], None],
+                                         Callable[[], None] | None]] = {}
         self._gap_handlers: list[Callable[[], None]] = []
         self._ever_connected = False
         self._params = connection_parameters(settings)
+        self._observer.broker_nodes([node_of(params) for params in self._params])
         self._request_queues = settings.request_queues
         self._result_queues = settings.result_queues
         self._reroute_ttl_ms = str(int(max(settings.websocket_timeout,
@@ -75,6 +88,8 @@ class PikaTransport:
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
         self._reply_queue = ""
+        self._node = ""
+        self._failures_logged: dict[str, str] = {}  # node -> the failure last logged
         self._thread: threading.Thread | None = None
         self._on_reply: Callable[..., Routing] | None = None
         self._cancelled = False
@@ -87,17 +102,25 @@ class PikaTransport:
         """This connection's reply queue name ('' while disconnected)."""
         return self._reply_queue
 
+    @property
+    def node(self) -> str:
+        """``host:port`` of the broker node this worker is connected to ('' while not)."""
+        return self._node
+
     # -- called from other threads ------------------------------------------
 
     def listen(self, exchange: str, handler: Callable[[bytes], None],
-               on_gap: Callable[[], None] | None = None) -> None:
+               on_gap: Callable[[], None] | None = None,
+               on_foreign: Callable[[], None] | None = None) -> None:
         """Call ``handler(body)`` in the I/O thread for every message on fanout ``exchange``.
 
         Call before :meth:`start`. ``on_gap()`` is called on every reconnect: the
-        messages published while the connection was down were missed. Both must be
-        short and must not raise (an exception is logged and the message dropped).
+        messages published while the connection was down were missed. A message
+        that reached the queue other than through ``exchange`` is dropped and
+        reported to ``on_foreign()`` (``fanout.py``). All must be short and must
+        not raise (an exception is logged and the message dropped).
         """
-        self._listeners[exchange] = handler
+        self._listeners[exchange] = (handler, on_foreign)
         if on_gap is not None:
             self._gap_handlers.append(on_gap)
 
@@ -155,16 +178,14 @@ class PikaTransport:
     def _run(self) -> None:
         delay = _MIN_DELAY
         while not self._stopping.is_set():
-            connected, failure = False, ""
+            failure = ""
             try:
                 self._connect()
-                connected = True
                 delay = _MIN_DELAY
                 self._loop()
             except (pika.exceptions.AMQPError, OSError) as error:
                 failure = type(error).__name__
-                if not connected:  # a lost connection is logged by _disconnect
-                    self._log_failure(error)
+                # a failed attempt was logged by _open or _connect, a loss by _disconnect
             except Exception as error:  # never let the I/O thread die: the worker would go deaf
                 failure = type(error).__name__
                 log.error("unexpected error in the broker I/O thread",
@@ -175,8 +196,22 @@ class PikaTransport:
                 break
             delay = min(delay * 2, _MAX_DELAY)
 
+    def _open(self) -> tuple[pika.BlockingConnection, str]:
+        """A connection to the first node of the list that answers; raises the last failure."""
+        failure: BaseException | None = None
+        for params in self._params:
+            if self._stopping.is_set():
+                break
+            try:
+                return pika.BlockingConnection(params), node_of(params)
+            except Exception as error:  # pika's stack timeout is not an AMQPError
+                failure = error
+                self._log_failure(error, node_of(params))
+        raise pika.exceptions.AMQPConnectionError(
+            type(failure).__name__ if failure else "stopping")
+
     def _connect(self) -> None:
-        connection = pika.BlockingConnection(self._params)
+        connection, node = self._open()
         try:
             channel = connection.channel()
             channel.basic_qos(prefetch_count=256)
@@ -185,8 +220,9 @@ class PikaTransport:
                 self._presence.record(queue, consumers)
             token, reply_queue = declare_reply_queue(channel, self._settings.reply_exchange)
             channel.add_on_return_callback(functools.partial(on_returned, self._observer))
-            for exchange, handler in self._listeners.items():
-                declare_listener(channel, exchange, handler)
+            for number, (exchange, (handler, on_foreign)) in enumerate(self._listeners.items()):
+                declare_listener(channel, exchange, f"{reply_queue}.listener{number}", handler,
+                                 on_foreign)
             # The broker cancels a consumer whose queue is deleted; pika only drops it.
             # We must notice, or replies on that queue would go unread for good.
             self._cancelled = False
@@ -196,15 +232,20 @@ class PikaTransport:
             for queue in self._result_queues:
                 channel.basic_consume(queue, functools.partial(self._on_fixed_reply, queue),
                                       auto_ack=False)
-        except BaseException:
+        except BaseException as error:
+            # Connected, but the set-up failed (e.g. ACCESS_REFUSED on a declare).
+            if isinstance(error, (pika.exceptions.AMQPError, OSError)):
+                self._log_failure(error, node)
             close_quietly(connection)
             raise
         with self._lock:
             self._connection, self._channel, self._reply_queue = connection, channel, reply_queue
-        log.info("broker connected", extra={"event": "broker_connected",
-                                            "broker": f"{self._params.host}:{self._params.port}",
+            self._node = node
+        self._failures_logged.clear()
+        log.info("broker connected", extra={"event": "broker_connected", "broker": node,
                                             "reply_queue": reply_queue})
         if self._ever_connected:
+            self._observer.broker_reconnected(node)
             for on_gap in self._gap_handlers:
                 call_quietly(on_gap)
         self._ever_connected = True
@@ -230,7 +271,7 @@ class PikaTransport:
     def _disconnect(self, failure: str = "") -> None:
         with self._lock:
             connection, self._connection, self._channel = self._connection, None, None
-            self._reply_queue = ""
+            self._reply_queue, node, self._node = "", self._node, ""
         for request, on_failure in self._outbox.take():  # handed over, never published
             on_failure(request.request_id)
         self._presence.reset()  # unknown until the next connection says
@@ -244,16 +285,25 @@ class PikaTransport:
             log.info("broker connection closed", extra={"event": "broker_closed"})
         else:
             log.warning("broker connection lost", extra={"event": "broker_disconnected",
+                                                         "broker": node,
                                                          "error_type": failure or None})
         if self._on_change is not None:
             self._on_change(False)
 
-    def _log_failure(self, error: BaseException) -> None:
+    def _log_failure(self, error: BaseException, node: str) -> None:
+        """One line per node and reason until a connection succeeds; a TLS failure says why."""
         if self._stopping.is_set():
             return
+        reason = tls_failure(error)
+        if self._failures_logged.get(node) == (reason or type(error).__name__):
+            return
+        self._failures_logged[node] = reason or type(error).__name__
+        if reason is not None:
+            log.error("broker TLS verification failed, not connecting to this node: %s", reason,
+                      extra={"event": "broker_tls_failed", "broker": node, "reason": reason})
+            return
         log.warning("broker connection failed", extra={
-            "event": "broker_unreachable", "error_type": type(error).__name__,
-            "broker": f"{self._params.host}:{self._params.port}"})
+            "event": "broker_unreachable", "error_type": type(error).__name__, "broker": node})
 
     # -- pika callbacks (I/O thread) ---------------------------------------
 

@@ -60,10 +60,13 @@ class Transport(Protocol):
         """Hand a request to the I/O thread; raise BrokerUnavailable if it cannot take it."""
 
     def listen(self, exchange: str, handler: Callable[[bytes], None],
-               on_gap: Callable[[], None] | None = None) -> None:
+               on_gap: Callable[[], None] | None = None,
+               on_foreign: Callable[[], None] | None = None) -> None:
         """Before start: call ``handler(body)`` in the I/O thread for each message on the
-        fanout ``exchange`` (the auth events), and ``on_gap()`` after each reconnect (what
-        was published meanwhile was missed); neither may block or raise."""
+        fanout ``exchange`` (the auth events), ``on_gap()`` after each reconnect (what
+        was published meanwhile was missed), and ``on_foreign()`` for a message that
+        reached the queue other than through the exchange (dropped); none may block
+        or raise."""
 
     def close(self, timeout: float) -> None:
         """Close the connection cleanly and stop the I/O thread."""

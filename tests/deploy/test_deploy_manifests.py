@@ -30,7 +30,8 @@ from ..support.promql import exported_sample_names, promql_metric_names
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "kubernetes"
 DASHBOARD = REPO / "deploy" / "grafana" / "cluster-service.json"
-SECRET_KEYS = {"RABBITMQ_USER", "RABBITMQ_PASSWORD", "RATE_LIMIT_STORAGE_URI"}
+SECRET_KEYS = {"RABBITMQ_PASSWORD", "RATE_LIMIT_STORAGE_URI"}
+SECRETS_DIR = "/etc/cluster-service/secrets"
 
 
 class RecordingEnv(dict[str, str]):
@@ -105,14 +106,21 @@ def container(manifests: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def deployed_env(manifests: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """The environment the pods get: the ConfigMap, then the Secret."""
-    return {**manifests["ConfigMap"]["data"], **manifests["Secret"]["stringData"]}
+def deployed_env(manifests: dict[str, dict[str, Any]],
+                 tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment the pods get: the ConfigMap, whose ``*_FILE`` variables name the
+    Secret's keys as mounted; here each is a local file holding the example's value."""
+    mounted = tmp_path_factory.mktemp("secrets")
+    for key, value in manifests["Secret"]["stringData"].items():
+        (mounted / key).write_text(value)
+    return {name: value.replace(SECRETS_DIR, str(mounted)) if name.endswith("_FILE") else value
+            for name, value in manifests["ConfigMap"]["data"].items()}
 
 
 @pytest.fixture(scope="module")
 def routes(deployed_env: dict[str, str]) -> set[str]:
-    env = {**deployed_env, "RATE_LIMIT_STORAGE_URI": "memory://"}  # no Redis here
+    env = {**{k: v for k, v in deployed_env.items() if k != "RATE_LIMIT_STORAGE_URI_FILE"},
+           "RATE_LIMIT_STORAGE_URI": "memory://"}  # no Redis here
     app = create_app(load_settings(env), transport=FakeTransport())
     return {rule.rule for rule in app.url_map.iter_rules() if "GET" in (rule.methods or set())}
 
@@ -185,10 +193,12 @@ class TestKubernetesManifests:
         assert security["readOnlyRootFilesystem"] is True
         assert security["allowPrivilegeEscalation"] is False
         assert security["capabilities"]["drop"] == ["ALL"]
-        (mount,) = container["volumeMounts"]
-        (volume,) = pod["volumes"]
-        assert mount["name"] == volume["name"] and "emptyDir" in volume
-        assert mount["mountPath"] == "/tmp"
+        mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
+        volumes = {volume["name"]: volume for volume in pod["volumes"]}
+        assert set(mounts) == {"/tmp", SECRETS_DIR}
+        assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
+        assert mounts[SECRETS_DIR]["readOnly"] is True
+        assert volumes[mounts[SECRETS_DIR]["name"]]["secret"]["defaultMode"] & 0o007 == 0
         assert deployed_env["PROMETHEUS_MULTIPROC_DIR"].startswith("/tmp/")
 
     def test_resources_are_requested_and_limited(self, container):
@@ -198,11 +208,16 @@ class TestKubernetesManifests:
     def test_config_comes_from_the_configmap_and_secrets_from_the_secret(
             self, manifests, container, deployed_env):
         sources = {next(iter(s)): next(iter(s.values()))["name"] for s in container["envFrom"]}
-        assert sources == {"configMapRef": manifests["ConfigMap"]["metadata"]["name"],
-                           "secretRef": manifests["Secret"]["metadata"]["name"]}
+        assert sources == {"configMapRef": manifests["ConfigMap"]["metadata"]["name"]}
         config, secret = manifests["ConfigMap"]["data"], manifests["Secret"]["stringData"]
         assert set(secret) == SECRET_KEYS
         assert not SECRET_KEYS & set(config)
+        # Secrets reach the pods only as files of the mounted Secret.
+        (volume,) = [v for v in manifests["Deployment"]["spec"]["template"]["spec"]["volumes"]
+                     if "secret" in v]
+        assert volume["secret"]["secretName"] == manifests["Secret"]["metadata"]["name"]
+        for key in SECRET_KEYS:
+            assert config[f"{key}_FILE"] == f"{SECRETS_DIR}/{key}"
         assert "env" not in container  # one source of truth per variable
         known = service_variables()
         assert set(config) | set(secret) <= known, (set(config) | set(secret)) - known

@@ -85,7 +85,8 @@ class FakeTransport:
         return routing.outcome
 
     def listen(self, exchange: str, handler: Callable[[bytes], None],
-               on_gap: Callable[[], None] | None = None) -> None:
+               on_gap: Callable[[], None] | None = None,
+               on_foreign: Callable[[], None] | None = None) -> None:
         self.listeners[exchange] = handler
         if on_gap is not None:
             self.gap_handlers.append(on_gap)

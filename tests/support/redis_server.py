@@ -13,6 +13,7 @@ from pathlib import Path
 import redis
 
 from .service import free_port, wait_for
+from .tls_certs import Certs
 
 REDIS_SERVER = shutil.which("redis-server")
 
@@ -20,7 +21,10 @@ REDIS_SERVER = shutil.which("redis-server")
 class RedisServer:
     """``redis-server --port N --bind 127.0.0.1 --save '' --appendonly no`` as a subprocess."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, tls: Certs | None = None) -> None:
+        """With ``tls``, the server speaks TLS only (``--tls-port``), with ``tls``' server
+        certificate (for ``localhost``)."""
+        self.tls = tls
         self.port = port or free_port()
         self.workdir = workdir
         self.log_path = workdir / f"redis-{self.port}.log"
@@ -28,10 +32,16 @@ class RedisServer:
 
     @property
     def url(self) -> str:
+        if self.tls is not None:
+            return f"rediss://localhost:{self.port}/0"
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2,
+    def client(self, db: int = 0) -> redis.Redis:
+        if self.tls is not None:
+            return redis.Redis(host="localhost", port=self.port, db=db, socket_timeout=2,
+                               socket_connect_timeout=2, ssl=True,
+                               ssl_ca_certs=str(self.tls.ca))
+        return redis.Redis(host="127.0.0.1", port=self.port, db=db, socket_timeout=2,
                            socket_connect_timeout=2)
 
     def start(self, timeout: float = 10.0) -> "RedisServer":
@@ -40,8 +50,14 @@ class RedisServer:
             raise RuntimeError("redis-server is not installed")
         assert self.proc is None or self.proc.poll() is not None, "already running"
         log = open(self.log_path, "ab")
+        ports = ["--port", str(self.port)]
+        if self.tls is not None:
+            ports = ["--port", "0", "--tls-port", str(self.port),
+                     "--tls-cert-file", str(self.tls.server_cert),
+                     "--tls-key-file", str(self.tls.server_key),
+                     "--tls-ca-cert-file", str(self.tls.ca), "--tls-auth-clients", "no"]
         self.proc = subprocess.Popen(  # nosec B603 - fixed argv
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            [REDIS_SERVER, *ports, "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--daemonize", "no", "--dir", str(self.workdir)],
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
