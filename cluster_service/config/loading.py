@@ -59,27 +59,18 @@ def _log_level(r: Reader, name: str, default: Any) -> Any:
     return value
 
 
-def _own(rule: Callable[[Reader], Any]) -> Read:
-    """A variable with its own validator (in ``reader.py``)."""
-    return lambda r, name, default: rule(r)
-
-
-def _named(rule: Callable[[Reader, str], Any]) -> Read:
-    return lambda r, name, default: rule(r, name)
-
-
 _ROWS: dict[str, Read] = {
     "host": _text,
     "port": _integer(1, 65535),
     "debug": _boolean,
     "log_level": _log_level,
     "log_file": _text,
-    "user_service_url": _own(check.user_service_url),
+    "user_service_url": check.user_service_url,
     "user_service_verify_ssl": _boolean,
-    "user_service_ca_bundle": _named(check.existing_file),
+    "user_service_ca_bundle": check.existing_file,
     "user_service_timeout": _positive(300),
     "user_service_allow_http": _boolean,
-    "rabbitmq_host": _own(check.broker_hosts),
+    "rabbitmq_host": check.broker_hosts,
     "rabbitmq_tls": _boolean,
     "rabbitmq_port": _integer(1, 65535),
     "rabbitmq_user": _text,
@@ -88,22 +79,22 @@ _ROWS: dict[str, Read] = {
     "rabbitmq_heartbeat": _integer(0, 3600),
     "broker_connect_wait": _number(0, 60),
     "rabbitmq_connect_timeout": _positive(60),
-    "rabbitmq_ca_file": _named(check.existing_file),
-    "rabbitmq_cert_file": _named(check.existing_file),
-    "rabbitmq_key_file": _named(check.existing_file),
+    "rabbitmq_ca_file": check.existing_file,
+    "rabbitmq_cert_file": check.existing_file,
+    "rabbitmq_key_file": check.existing_file,
     "websocket_timeout": _positive(3600),
     "auth_timeout": _positive(3600),
     "auth_cache_ttl": _number(0, 86400),
     "auth_negative_cache_ttl": _number(0, 86400),
     "auth_failures_per_minute": _integer(1),
-    "auth_cache_uri": _own(check.auth_cache_uri),
-    "auth_cache_secret": _own(check.auth_cache_secret),
-    "redis_ca_file": _named(check.existing_file),
+    "auth_cache_uri": check.auth_cache_uri,
+    "auth_cache_secret": check.auth_cache_secret,
+    "redis_ca_file": check.existing_file,
     "redis_timeout": _positive(30),
     "rate_limit_enabled": _boolean,
     "rate_limit_requests_per_minute": _integer(1),
-    "rate_limit_storage_uri": _own(check.storage_uri),
-    "trusted_proxy_addresses": _named(check.networks),
+    "rate_limit_storage_uri": check.storage_uri,
+    "trusted_proxy_addresses": check.networks,
     "use_ssl": _boolean,
     "ssl_keyfile": _text,
     "ssl_certfile": _text,

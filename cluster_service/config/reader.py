@@ -14,6 +14,7 @@ from typing import Callable, Mapping, TypeVar
 from urllib.parse import urlparse
 
 from .nodes import parse_nodes
+from .settings import Settings
 
 T = TypeVar("T")
 
@@ -99,24 +100,24 @@ def check_range(name: str, value: int, low: int, high: int | None) -> None:
         raise ConfigError(f"{name} must be {span}, got {value}")
 
 
-def user_service_url(r: Reader) -> str:
+def user_service_url(r: Reader, name: str, default: str) -> str:
     """The fallback's base URL. Plain http:// would send API keys in clear: opt-in only."""
-    name = "USER_SERVICE_URL"
-    value = r.text(name, "").rstrip("/")
+    value = r.text(name, default).rstrip("/")
     if value:
         parsed = urlparse(value)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ConfigError(f"{name} must be an http:// or https:// URL, got {value!r}")
-        if parsed.scheme == "http" and not r.boolean("USER_SERVICE_ALLOW_HTTP", False):
+        if parsed.scheme == "http" and not r.boolean("USER_SERVICE_ALLOW_HTTP",
+                                                     Settings.user_service_allow_http):
             raise ConfigError(f"{name} is plain http:// (API keys would travel in clear): use "
                               "https://, or set USER_SERVICE_ALLOW_HTTP=true")
     return value
 
 
-def networks(r: Reader, name: str) -> tuple[str, ...]:
+def networks(r: Reader, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     """A comma list of IP addresses or CIDR networks, normalised (``127.0.0.1/32``)."""
     networks = []
-    for item in r.text(name, "").split(","):
+    for item in r.text(name, ",".join(default)).split(","):
         item = item.strip()
         if not item:
             continue
@@ -128,49 +129,50 @@ def networks(r: Reader, name: str) -> tuple[str, ...]:
     return tuple(networks)
 
 
-def existing_file(r: Reader, name: str) -> str:
-    value = r.text(name, "")
+def existing_file(r: Reader, name: str, default: str) -> str:
+    value = r.text(name, default)
     if value and not os.path.isfile(value):
         raise ConfigError(f"{name} must name an existing file, {value!r} does not exist")
     return value
 
 
-def broker_hosts(r: Reader) -> str:
+def broker_hosts(r: Reader, name: str, default: str) -> str:
     """``RABBITMQ_HOST``: one host or a comma list of ``host[:port]`` (a cluster's nodes)."""
-    value = r.text("RABBITMQ_HOST", "localhost")
+    value = r.text(name, default)
     try:
-        parse_nodes(value, 5672)
+        parse_nodes(value, Settings.rabbitmq_port)
     except ValueError as error:
-        raise ConfigError("RABBITMQ_HOST must be a host or a comma list of host[:port], "
+        raise ConfigError(f"{name} must be a host or a comma list of host[:port], "
                           f"got {str(error)!r}") from None
     return value
 
 
-def storage_uri(r: Reader) -> str:
+def storage_uri(r: Reader, name: str, default: str) -> str:
     # The URI may carry a password: an error names its scheme, never the value.
-    value = r.text("RATE_LIMIT_STORAGE_URI", "memory://")
+    value = r.text(name, default)
     scheme = value.split("://", 1)[0] if "://" in value else ""
     if scheme not in ("memory", "redis", "rediss", "redis+sentinel", "redis+cluster"):
-        raise ConfigError("RATE_LIMIT_STORAGE_URI must be memory:// or a redis:// URI, "
+        raise ConfigError(f"{name} must be memory:// or a redis:// URI, "
                           f"got scheme {scheme or 'none'!r}")
     return value
 
 
-def auth_cache_uri(r: Reader) -> str:
-    value = r.text("AUTH_CACHE_URI", "")
+def auth_cache_uri(r: Reader, name: str, default: str) -> str:
+    value = r.text(name, default)
     if not value:
         return ""
     parsed = urlparse(value)
     if parsed.scheme not in ("redis", "rediss") or not parsed.netloc:
-        raise ConfigError("AUTH_CACHE_URI must be empty (off) or a redis:// or rediss:// URI "
+        raise ConfigError(f"{name} must be empty (off) or a redis:// or rediss:// URI "
                           f"with a host, got scheme {parsed.scheme or 'none'!r}")
     return value
 
 
-def auth_cache_secret(r: Reader) -> str:
+def auth_cache_secret(r: Reader, name: str, default: str) -> str:
     """Required with AUTH_CACHE_URI: the shared cache stores HMAC(secret, key), never the key."""
-    value = r.raw("AUTH_CACHE_SECRET") or ""
-    if r.text("AUTH_CACHE_URI", "") and len(value.strip()) < AUTH_CACHE_SECRET_MIN:
-        raise ConfigError(f"AUTH_CACHE_SECRET must be set to at least {AUTH_CACHE_SECRET_MIN} "
+    value = r.raw(name) or default
+    if r.text("AUTH_CACHE_URI", Settings.auth_cache_uri) \
+            and len(value.strip()) < AUTH_CACHE_SECRET_MIN:
+        raise ConfigError(f"{name} must be set to at least {AUTH_CACHE_SECRET_MIN} "
                           "characters when AUTH_CACHE_URI is set")
     return value.strip()
