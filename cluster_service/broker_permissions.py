@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from dotenv import load_dotenv
 
 from .config import ConfigError, Settings, load_settings
-from .rpc.request_ids import REPLY_QUEUE_PREFIX
+from .rpc.call_ids import REPLY_QUEUE_PREFIX
 
 
 @dataclass(frozen=True)

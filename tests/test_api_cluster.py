@@ -90,7 +90,7 @@ class TestNamespaces:
         response = get_namespaces(client, headers={**HEADERS, "X-Request-ID": "trace-123"})
         assert response.headers["X-Request-ID"] == "trace-123"
         assert {p.queue for p in transport.published} == {AUTH_QUEUE, NS_QUEUE}
-        assert {p.http_request_id for p in transport.published} == {"trace-123"}
+        assert {p.request_id for p in transport.published} == {"trace-123"}
 
     def test_second_request_reuses_the_cached_key(self, client: FlaskClient,
                                                   transport: FakeTransport) -> None:

@@ -136,7 +136,7 @@ class TestVerdicts:
         body = json.loads(request.body)
         assert request.queue == h.settings.auth_request_queue
         assert body["api_key"] == GOOD and body["service"] == "cluster_service"
-        assert body["request_id"] == request.request_id
+        assert body["request_id"] == request.call_id
         assert isinstance(body["timestamp"], float)
         assert request.expiration_ms == 1000
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cluster_service.broker_permissions import broker_permissions, set_permissions_command
 from cluster_service.config import load_settings
-from cluster_service.rpc.request_ids import new_token, reply_queue_name
+from cluster_service.rpc.call_ids import new_token, reply_queue_name
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULTS = load_settings({})

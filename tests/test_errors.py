@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from cluster_service import errors as exc
-from cluster_service.api import error_handlers
+from cluster_service.api.contract import HTTP_ERRORS
 
 from .conftest import API_KEY, BASE
 
@@ -129,7 +129,7 @@ def readme_error_table() -> set[tuple[int, str]]:
 def test_readme_error_table_matches_the_errors_themselves() -> None:
     """Each domain error carries its status and code; the README's table says the same."""
     domain = {(kind.http_status, kind.error_code) for kind in exc.all_errors()}
-    routing = {(status, code) for status, (code, _) in error_handlers._HTTP_CODES.items()}
+    routing = {(status, code) for status, (code, _) in HTTP_ERRORS.items()}
     table = readme_error_table()
     assert domain <= table, domain - table
     assert table <= domain | routing, table - domain - routing

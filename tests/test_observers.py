@@ -32,7 +32,7 @@ def test_failed_rpc_is_logged_at_warning(caplog, outcome):
     assert record.outcome == outcome and record.duration_ms == 2000.0
 
 
-def test_rpc_line_carries_the_http_request_id(caplog):
+def test_rpc_line_carries_the_request_id_header(caplog):
     from cluster_service.observability.logging_config import _RequestIdFilter
 
     caplog.set_level(logging.DEBUG, LOGGER)

@@ -84,10 +84,10 @@ class TestHeaderRead:
 
 class TestAnswers:
     def test_the_client_request_id_if_sane_else_a_new_one(self) -> None:
-        assert overload.request_id_of(b"GET / HTTP/1.1\r\nx-request-id:  abc-1 \r\n\r\n") == "abc-1"
-        fresh = overload.request_id_of(b"GET / HTTP/1.1\r\nX-Request-ID: bad id!\r\n\r\n")
+        assert overload.call_id_of(b"GET / HTTP/1.1\r\nx-request-id:  abc-1 \r\n\r\n") == "abc-1"
+        fresh = overload.call_id_of(b"GET / HTTP/1.1\r\nX-Request-ID: bad id!\r\n\r\n")
         assert fresh != "bad id!" and len(fresh) == 36
-        assert len(overload.request_id_of(b"")) == 36
+        assert len(overload.call_id_of(b"")) == 36
 
     def test_503_carries_the_envelope_retry_after_and_closes(self) -> None:
         raw = overload.saturated("rid-7")

@@ -17,7 +17,7 @@ from cluster_service.errors import BrokerUnavailable, RemoteError, RpcTimeout
 from cluster_service.rpc.client import RpcClient
 from cluster_service.rpc.pending import PendingCall
 from cluster_service.rpc.transport import OutgoingRequest, ReplyOutcome
-from cluster_service.rpc.request_ids import new_request_id, new_token, owner_token, \
+from cluster_service.rpc.call_ids import new_call_id, new_token, owner_token, \
     reply_queue_name
 
 from .support.fake_transport import FakeTransport
@@ -98,7 +98,7 @@ def harness() -> Harness:
 class TestReplies:
     def test_reply_to_reply_queue_is_matched_by_correlation_id(self, harness: Harness) -> None:
         assert harness.client.call(QUEUE, {"n": 1}, 2) == {
-            "request_id": harness.transport.published[0].request_id, "echo": 1}
+            "request_id": harness.transport.published[0].call_id, "echo": 1}
         assert harness.client.pending_count == 0
         assert harness.observer.outcomes[(QUEUE, "ok")] == 1
         assert harness.observer.published[QUEUE] == 1
@@ -113,7 +113,7 @@ class TestReplies:
         harness.transport.responders[QUEUE] = silent
         call = harness.call_in_thread()
         request = harness.last_request()
-        outcome = harness.transport.deliver("reply.fake", reply_bytes(request.request_id, ok=1),
+        outcome = harness.transport.deliver("reply.fake", reply_bytes(request.call_id, ok=1),
                                             "stale-correlation-id")
         assert outcome is ReplyOutcome.DELIVERED
         assert call.join().result["ok"] == 1
@@ -122,7 +122,7 @@ class TestReplies:
         harness.transport.responders[QUEUE] = silent
         call = harness.call_in_thread()
         request = harness.last_request()
-        outcome = harness.transport.deliver("reply.fake", reply_bytes(request.request_id, ok=2),
+        outcome = harness.transport.deliver("reply.fake", reply_bytes(request.call_id, ok=2),
                                             None, relayed=True)
         assert outcome is ReplyOutcome.DELIVERED
         assert call.join().result["ok"] == 2
@@ -153,7 +153,7 @@ class TestUnroutableReplies:
     def test_another_workers_reply_on_a_fixed_queue_goes_to_its_owner_only(
             self, harness: Harness) -> None:
         other = new_token()
-        body = reply_bytes(new_request_id(other))
+        body = reply_bytes(new_call_id(other))
         assert harness.transport.deliver(RESULTS, body, None) is ReplyOutcome.FORWARD
         assert harness.transport.forwarded == [(reply_queue_name(other), body)]
         assert harness.transport.rerouted == []
@@ -182,7 +182,7 @@ class TestUnroutableReplies:
 
     def test_own_late_reply_on_a_fixed_queue_is_not_forwarded_to_itself(
             self, harness: Harness) -> None:
-        body = reply_bytes(new_request_id(harness.transport.token))
+        body = reply_bytes(new_call_id(harness.transport.token))
         assert harness.transport.deliver(RESULTS, body, None) is ReplyOutcome.DROPPED
         assert harness.transport.forwarded == []
         assert harness.observer.dropped == {"unknown": 1}
@@ -191,14 +191,14 @@ class TestUnroutableReplies:
         harness.transport.responders[QUEUE] = silent
         call = harness.call_in_thread()
         request = harness.last_request()
-        outcome = harness.transport.deliver(RESULTS, reply_bytes(request.request_id, ok=3),
+        outcome = harness.transport.deliver(RESULTS, reply_bytes(request.call_id, ok=3),
                                             None, relayed=True)
         assert outcome is ReplyOutcome.DELIVERED
         assert call.join().result["ok"] == 3
         assert harness.observer.received == {"relayed": 1}
 
     def test_relayed_reply_is_never_relayed_again(self, harness: Harness) -> None:
-        for request_id in (str(uuid.uuid4()), new_request_id(new_token())):
+        for request_id in (str(uuid.uuid4()), new_call_id(new_token())):
             assert harness.transport.deliver(RESULTS, reply_bytes(request_id), None,
                                              relayed=True) is ReplyOutcome.DROPPED
         assert harness.transport.rerouted == [] and harness.transport.forwarded == []
@@ -222,7 +222,7 @@ class TestUnroutableReplies:
         harness.transport.responders[QUEUE] = silent
         with pytest.raises(RpcTimeout):
             harness.client.call(QUEUE, {}, 0.05)
-        request_id = harness.transport.published[0].request_id
+        request_id = harness.transport.published[0].call_id
         late = reply_bytes(request_id)
         assert harness.transport.deliver("reply.fake", late, request_id) \
             is ReplyOutcome.DROPPED
@@ -238,7 +238,7 @@ class TestUnroutableReplies:
     def test_duplicate_reply_is_dropped(self, harness: Harness) -> None:
         harness.transport.responders[QUEUE] = silent
         call = harness.call_in_thread()
-        request_id = harness.last_request().request_id
+        request_id = harness.last_request().call_id
         first = reply_bytes(request_id, n=1)
         assert harness.transport.deliver("reply.fake", first, request_id) \
             is ReplyOutcome.DELIVERED
@@ -295,20 +295,20 @@ class TestRequestMessage:
         request = harness.transport.published[0]
         body = json.loads(request.body)
         assert request.queue == QUEUE
-        assert body["request_id"] == request.request_id
-        assert uuid.UUID(request.request_id).version == 8
-        assert str(uuid.UUID(request.request_id)) == request.request_id  # canonical form
-        assert owner_token(request.request_id) == harness.transport.token
+        assert body["request_id"] == request.call_id
+        assert uuid.UUID(request.call_id).version == 8
+        assert str(uuid.UUID(request.call_id)) == request.call_id  # canonical form
+        assert owner_token(request.call_id) == harness.transport.token
         assert isinstance(body["timestamp"], float)
         assert abs(body["timestamp"] - time.time()) < 5
         assert body["command"] == "x" and body["n"] == 1
         assert request.expiration_ms == 1500
-        assert request.http_request_id == "http-req-42"
+        assert request.request_id == "http-req-42"
 
     def test_every_request_gets_a_new_id(self, harness: Harness) -> None:
         for _ in range(3):
             harness.client.call(QUEUE, {}, 1)
-        assert len({p.request_id for p in harness.transport.published}) == 3
+        assert len({p.call_id for p in harness.transport.published}) == 3
 
 
 class NeverConnects(FakeTransport):
@@ -324,7 +324,7 @@ class FailsPublish(FakeTransport):
 
     def publish(self, request: OutgoingRequest, on_failure: Callable[[str], None]) -> None:
         self.published.append(request)
-        threading.Timer(0.01, on_failure, (request.request_id,)).start()
+        threading.Timer(0.01, on_failure, (request.call_id,)).start()
 
 
 class TestBrokerStates:
@@ -446,7 +446,7 @@ class TestHostileReplies:
         harness.transport.responders[QUEUE] = silent
         call = harness.call_in_thread()
         request = harness.last_request()
-        harness.transport.deliver("reply.fake", self.NESTED, request.request_id)
+        harness.transport.deliver("reply.fake", self.NESTED, request.call_id)
         assert isinstance(call.join().error, RemoteError)
 
     @pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
@@ -455,8 +455,8 @@ class TestHostileReplies:
         harness.transport.responders[QUEUE] = silent
         call = harness.call_in_thread()
         request = harness.last_request()
-        body = b'{"request_id": "%s", "x": %s}' % (request.request_id.encode(), constant)
-        harness.transport.deliver("reply.fake", body, request.request_id)
+        body = b'{"request_id": "%s", "x": %s}' % (request.call_id.encode(), constant)
+        harness.transport.deliver("reply.fake", body, request.call_id)
         assert isinstance(call.join().error, RemoteError)
 
 

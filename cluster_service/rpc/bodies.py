@@ -21,8 +21,9 @@ def loads_strict(text: str | bytes) -> Any:
     return orjson.loads(text)  # JSONDecodeError is a ValueError
 
 
-def request_id_of(body: bytes) -> str | None:
-    """The body's ``request_id``, or None when the body is not a JSON object with one."""
+def call_id_of(body: bytes) -> str | None:
+    """The call id a reply names in its body's ``request_id`` (the contract's name for it),
+    or None when the body is not a JSON object with one."""
     try:
         data = loads_strict(body)
     except (ValueError, UnicodeDecodeError):

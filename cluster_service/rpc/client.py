@@ -1,4 +1,4 @@
-"""RPC logic over a message broker: request ids, waiting, timeouts and reply routing.
+"""RPC logic over a message broker: call ids, waiting, timeouts and reply routing.
 
 This module never imports pika. It talks to a :class:`Transport` (the pika I/O
 thread in ``pika_transport.py``, or a fake in unit tests) through three plain
@@ -40,7 +40,7 @@ Reply routing
 A peer answers either to ``reply_to`` (this worker's own exclusive queue) or to
 a fixed results queue shared by every worker of every replica. A reply is
 matched by ``correlation_id`` or, failing that, by the body's ``request_id``.
-Request ids name their owner (``request_ids.py``: a version-8 UUID carrying
+Call ids name their owner (``call_ids.py``: a version-8 UUID carrying
 the token of the connection that made it, and that connection's reply queue is
 named after the token). A reply found on a *fixed* queue whose request is not
 ours is returned as :attr:`ReplyOutcome.FORWARD` with the owner's queue; the
@@ -70,9 +70,9 @@ from ..errors import (BrokerUnavailable, NoConsumer, RemoteError, RpcError, RpcT
                       Saturated)
 from ..observability.observer import Observer
 from ..observability.request_context import current_request_id
-from .bodies import parse_reply, request_id_of
+from .bodies import parse_reply, call_id_of
 from .pending import PendingCall, expiration_ms
-from .request_ids import is_legacy_id, new_request_id, owner_token, reply_queue_name
+from .call_ids import is_legacy_id, new_call_id, owner_token, reply_queue_name
 from .transport import (BROADCAST, DELIVERED, DROPPED, OutgoingRequest, ReplyOutcome, Routing,
                         Transport)
 
@@ -99,7 +99,7 @@ class RpcClient:
         self._lock = threading.Lock()
         self._pending: dict[str, PendingCall] = {}
         self._connected = False
-        self._owner = ""  # the current connection's owner token (request_ids.py)
+        self._owner = ""  # the current connection's owner token (call_ids.py)
         self._first_attempt_done = threading.Event()
         self._started = False
         self._closed = False
@@ -156,7 +156,8 @@ class RpcClient:
              max_reply_bytes: int | None = None) -> dict[str, Any]:
         """Publish ``payload`` to ``queue`` and return the reply body as a dict.
 
-        ``request_id`` and ``timestamp`` are added to the payload. The call ends
+        ``request_id`` (the call id, under the contract's name) and ``timestamp`` are
+        added to the payload. The call ends
         by ``deadline`` (a ``time.monotonic()`` value; default: ``timeout`` from
         now, once the first connection attempt is done), waiting in line for one
         of the worker's ``max_inflight`` RPC slots included. Raises
@@ -226,26 +227,26 @@ class RpcClient:
                 raise BrokerUnavailable()
             # Minted under the lock: the token is that of the connection the call
             # is registered against, and a disconnect fails the call with it.
-            request_id = new_request_id(self._owner) if self._owner else str(uuid.uuid4())
-            call = self._pending[request_id] = PendingCall(request_id, queue, max_bytes)
+            call_id = new_call_id(self._owner) if self._owner else str(uuid.uuid4())
+            call = self._pending[call_id] = PendingCall(call_id, queue, max_bytes)
         self._observer.rpc_inflight(1)
         try:
-            message = dict(payload, request_id=request_id, timestamp=time.time())
+            message = dict(payload, request_id=call_id, timestamp=time.time())
             request = OutgoingRequest(
-                queue=queue, body=json.dumps(message).encode(), request_id=request_id,
-                http_request_id=current_request_id(),
+                queue=queue, body=json.dumps(message).encode(), call_id=call_id,
+                request_id=current_request_id(),
                 expiration_ms=expiration_ms(timeout, deadline - time.monotonic()))
             self._transport.publish(request, self._on_publish_failure)
             self._observer.rpc_published(queue)
             return call.wait(deadline - time.monotonic(), timeout)
         finally:
             with self._lock:
-                self._pending.pop(request_id, None)
+                self._pending.pop(call_id, None)
             self._observer.rpc_inflight(-1)
 
-    def _on_publish_failure(self, request_id: str) -> None:
+    def _on_publish_failure(self, call_id: str) -> None:
         with self._lock:
-            call = self._pending.get(request_id)
+            call = self._pending.get(call_id)
         if call is not None:
             call.fail(BrokerUnavailable())
 
@@ -265,11 +266,11 @@ class RpcClient:
         call = self._pending.get(correlation_id) if correlation_id else None
         if len(body) > (call.max_bytes if call is not None else self._largest_reply_bytes):
             return self._too_large(call, source_queue, len(body))
-        request_id = correlation_id
+        call_id = correlation_id
         if call is None:
-            request_id = request_id_of(body) or correlation_id
-            call = self._pending.get(request_id) if request_id else None
-            if request_id is None:
+            call_id = call_id_of(body) or correlation_id
+            call = self._pending.get(call_id) if call_id else None
+            if call_id is None:
                 return self._drop("unroutable", source_queue)
         if call is not None:
             if len(body) > call.max_bytes:
@@ -278,7 +279,7 @@ class RpcClient:
                 return DELIVERED
             # A duplicate that arrived before its request left the pending map.
             return self._drop("duplicate", source_queue)
-        token = owner_token(request_id)
+        token = owner_token(call_id)
         if relayed:
             # Ours but finished (a forward that came late), or a broadcast copy for another.
             return self._drop("unknown" if token == self._owner else "not_owner", source_queue)
@@ -287,7 +288,7 @@ class RpcClient:
         if token is not None:
             self._observer.reply_rerouted("direct")
             return Routing(ReplyOutcome.FORWARD, reply_queue_name(token))
-        if is_legacy_id(request_id):
+        if is_legacy_id(call_id):
             self._observer.reply_rerouted("broadcast")
             return BROADCAST
         # Neither ours nor any version's: nobody can be waiting for it.

@@ -21,11 +21,11 @@ class PendingCall:
     setter still holds, and under load often make it wait a second time.)
     """
 
-    __slots__ = ("request_id", "queue", "max_bytes", "_decided", "_guard", "_done", "_body",
+    __slots__ = ("call_id", "queue", "max_bytes", "_decided", "_guard", "_done", "_body",
                  "_error")
 
-    def __init__(self, request_id: str, queue: str, max_bytes: int) -> None:
-        self.request_id = request_id
+    def __init__(self, call_id: str, queue: str, max_bytes: int) -> None:
+        self.call_id = call_id
         self.queue = queue
         self.max_bytes = max_bytes  # a longer reply fails the call unparsed
         self._decided = False

@@ -14,7 +14,7 @@ from pika.spec import BasicProperties
 from ..config import Settings
 from ..config.nodes import node_label
 from .broker_tls import ssl_options, tls_context
-from .request_ids import new_token, reply_queue_name
+from .call_ids import new_token, reply_queue_name
 from .transport import OutgoingRequest
 
 APP_ID = "cluster_service"
@@ -78,12 +78,12 @@ def request_properties(request: OutgoingRequest, reply_queue: str) -> BasicPrope
     """The properties of one request message (the contract's AMQP section)."""
     return BasicProperties(
         content_type="application/json",
-        correlation_id=request.request_id,
+        correlation_id=request.call_id,
         reply_to=reply_queue,
         expiration=str(request.expiration_ms),
         delivery_mode=pika.DeliveryMode.Transient,  # API keys never reach the broker's disk
         app_id=APP_ID,
-        headers={"x-request-id": request.http_request_id},
+        headers={"x-request-id": request.request_id},
     )
 
 

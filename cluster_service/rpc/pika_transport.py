@@ -16,7 +16,7 @@ connection also declares its own reply queue, ``exclusive`` (deleted by the
 broker with the connection, so a crashed worker leaves nothing behind, and after a
 reconnect nothing is owed to the old queue: every call pending at the disconnect
 has been failed). It is named after the connection's owner token
-(``request_ids.py``), so a reply on a fixed results queue that belongs to another
+(``call_ids.py``), so a reply on a fixed results queue that belongs to another
 worker goes to exactly its owner (``relay.py``); it is also bound to a fanout
 exchange, the fallback for ids that name no owner (see ``client.py``).
 
@@ -273,7 +273,7 @@ class PikaTransport:
             connection, self._connection, self._channel = self._connection, None, None
             self._reply_queue, node, self._node = "", self._node, ""
         for request, on_failure in self._outbox.take():  # handed over, never published
-            on_failure(request.request_id)
+            on_failure(request.call_id)
         self._presence.reset()  # unknown until the next connection says
         if connection is None:
             if self._on_change is not None:
@@ -335,14 +335,14 @@ class PikaTransport:
         """Publish one request (I/O thread)."""
         channel = self._channel
         if channel is None or not channel.is_open:
-            on_failure(request.request_id)
+            on_failure(request.call_id)
             return
         properties = request_properties(request, self._reply_queue)
         try:
             channel.basic_publish(exchange="", routing_key=request.queue, body=request.body,
                                   properties=properties)
         except Exception:
-            on_failure(request.request_id)
+            on_failure(request.call_id)
             raise
 
     def _on_own_reply(self, channel: BlockingChannel, method: Basic.Deliver,

@@ -40,8 +40,8 @@ class OutgoingRequest:
 
     queue: str
     body: bytes
+    call_id: str
     request_id: str
-    http_request_id: str
     expiration_ms: int
 
 
@@ -53,7 +53,7 @@ class Transport(Protocol):
         """Begin connecting in the transport's own thread; return at once.
 
         ``on_connection_change(True, token)`` reports a connection whose reply
-        queue is ``request_ids.reply_queue_name(token)``; ``(False)`` its loss.
+        queue is ``call_ids.reply_queue_name(token)``; ``(False)`` its loss.
         """
 
     def publish(self, request: OutgoingRequest, on_failure: Callable[[str], None]) -> None:

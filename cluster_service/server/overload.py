@@ -51,7 +51,7 @@ def sent_request_id(head: bytes | bytearray) -> str | None:
     return found.group(1).decode("latin-1").strip() if found else None
 
 
-def request_id_of(head: bytes | bytearray) -> str:
+def call_id_of(head: bytes | bytearray) -> str:
     """The request id a response to these raw request headers must carry (the client's
     if sane, as the app decides, else a new one)."""
     return choose_request_id(sent_request_id(head))

@@ -256,7 +256,7 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
         conn = TConn(self.cfg, client_sock, client_addr, listener.getsockname())
         if self.nr_conns > self.worker_connections and not self._close_an_idle_connection():
             self.shed.shed("too_many_connections")
-            self._answer_and_close(conn, overload.saturated(overload.request_id_of(b"")))
+            self._answer_and_close(conn, overload.saturated(overload.call_id_of(b"")))
         else:
             self.enqueue_req(conn)
         if self._accepting and not self._least_loaded():
@@ -421,7 +421,7 @@ class HeaderTimeoutWorker(ThreadWorker):  # type: ignore[misc]
                 if state.too_large:
                     self.shed.shed("headers_too_large")
                     self._answer_and_close(conn, overload.headers_too_large(
-                        overload.request_id_of(state.buffer[:self.max_header_bytes])))
+                        overload.call_id_of(state.buffer[:self.max_header_bytes])))
                 elif is_probe(state.buffer):
                     if state.end < len(state.buffer) and not conn.__dict__.pop("in_turn", False):
                         self._pipelined_later(conn, state)

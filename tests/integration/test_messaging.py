@@ -20,7 +20,7 @@ import pika.exceptions
 import pytest
 import requests
 
-from cluster_service.rpc.request_ids import owner_token, reply_queue_name
+from cluster_service.rpc.call_ids import owner_token, reply_queue_name
 
 from ..support.peers import delete_queues, start_peers, wrong_namespaces
 from ..support.prometheus import metric
@@ -361,7 +361,7 @@ def test_request_messages_carry_the_contract_properties(
         properties, body = tap.next(queues["AUTH_REQUEST_QUEUE"])
         assert properties.content_type == "application/json"
         assert properties.correlation_id == body["request_id"]
-        # A version-8 id that names the worker's reply queue (request_ids.py).
+        # A version-8 id that names the worker's reply queue (call_ids.py).
         assert uuid.UUID(body["request_id"]).version == 8
         token = owner_token(body["request_id"])
         assert token is not None and properties.reply_to == reply_queue_name(token)

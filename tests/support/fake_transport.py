@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from cluster_service.errors import BrokerUnavailable
 from cluster_service.rpc.transport import OutgoingRequest, ReplyOutcome, Routing
-from cluster_service.rpc.request_ids import new_token, reply_queue_name
+from cluster_service.rpc.call_ids import new_token, reply_queue_name
 
 Responder = Callable[[dict[str, Any]], list[tuple[bytes | dict[str, Any], float]] | None]
 
@@ -68,7 +68,7 @@ class FakeTransport:
         source = self.reply_via_queue.get(request.queue, self.reply_queue)
         for reply, delay in replies or []:
             raw = reply if isinstance(reply, bytes) else json.dumps(reply).encode()
-            correlation = request.request_id if source == self.reply_queue else None
+            correlation = request.call_id if source == self.reply_queue else None
             timer = threading.Timer(delay, self.deliver, (source, raw, correlation))
             timer.daemon = True
             timer.start()

@@ -1,8 +1,12 @@
-"""Request ids that name their owner, so a reply can be sent to exactly one queue.
+"""Call ids that name their owner, so a reply can be sent to exactly one queue.
+
+A *call id* identifies one RPC (the wire's ``request_id`` and ``correlation_id``,
+as the contract names them); the *request id* is the HTTP request's
+(``X-Request-ID``), carried in the message's ``x-request-id`` header.
 
 A legacy peer answers on a fixed results queue that every worker of every
 replica consumes; whoever takes the reply must find its owner from the reply
-alone, without shared state. So the request id (which the peers echo as an
+alone, without shared state. So the call id (which the peers echo as an
 opaque string) is an RFC 9562 **version-8 UUID** that carries the owning
 connection's token, and that connection's exclusive reply queue is named after
 the token. Canonical form, hex digits::
@@ -12,7 +16,7 @@ the token. Canonical form, hex digits::
 * ``T`` (48 bits, ``custom_a``): the owner's token, random per broker connection.
 * ``8``: the version. ``5c1`` (``custom_b``): a marker for this layout, so a v8
   id made by someone else is not mistaken for ours.
-* ``v``: the RFC 9562 variant (``10xx``). ``R`` (62 bits, ``custom_c``): random per request.
+* ``v``: the RFC 9562 variant (``10xx``). ``R`` (62 bits, ``custom_c``): random per call.
 
 Two connections drawing the same token cannot both exist: the second one's
 exclusive queue declaration fails with RESOURCE_LOCKED and it reconnects with a
@@ -43,26 +47,26 @@ def reply_queue_name(token: str) -> str:
     return REPLY_QUEUE_PREFIX + token
 
 
-def new_request_id(token: str) -> str:
+def new_call_id(token: str) -> str:
     """A version-8 UUID string carrying ``token`` (from :func:`new_token`)."""
     low = _VARIANT_BITS | secrets.randbits(62)
     tail = f"{low:016x}"
     return f"{token[:8]}-{token[8:12]}-8{_MARKER}-{tail[:4]}-{tail[4:]}"
 
 
-def owner_token(request_id: object) -> str | None:
-    """The token of an id made by :func:`new_request_id`, else None (never raises)."""
-    if not isinstance(request_id, str) or len(request_id) != 36:
+def owner_token(call_id: object) -> str | None:
+    """The token of an id made by :func:`new_call_id`, else None (never raises)."""
+    if not isinstance(call_id, str) or len(call_id) != 36:
         return None
-    match = _OURS.fullmatch(request_id)
+    match = _OURS.fullmatch(call_id)
     return (match.group(1) + match.group(2)).lower() if match else None
 
 
-def is_legacy_id(request_id: object) -> bool:
+def is_legacy_id(call_id: object) -> bool:
     """Whether ``request_id`` is a version-4 UUID, as earlier versions of the service made.
 
     Such a reply's owner cannot be named; during a rolling update it is sent to
     the fanout exchange (see ``client.py``).
     """
-    return isinstance(request_id, str) and len(request_id) == 36 \
-        and _UUID4.fullmatch(request_id) is not None
+    return isinstance(call_id, str) and len(call_id) == 36 \
+        and _UUID4.fullmatch(call_id) is not None

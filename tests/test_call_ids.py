@@ -8,15 +8,15 @@ import uuid
 import pytest
 from hypothesis import given, strategies as st
 
-from cluster_service.rpc.request_ids import (is_legacy_id, new_request_id, new_token,
-                                             owner_token, reply_queue_name)
+from cluster_service.rpc.call_ids import (is_legacy_id, new_call_id, new_token,
+                                          owner_token, reply_queue_name)
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")  # what config.py accepts for queues
 
 
 class TestFormat:
     def test_is_a_canonical_rfc9562_version_8_uuid(self) -> None:
-        request_id = new_request_id(new_token())
+        request_id = new_call_id(new_token())
         parsed = uuid.UUID(request_id)
         assert parsed.version == 8
         assert parsed.variant == uuid.RFC_4122
@@ -25,11 +25,11 @@ class TestFormat:
     def test_carries_its_token(self) -> None:
         token = new_token()
         assert re.fullmatch(r"[0-9a-f]{12}", token)
-        assert all(owner_token(new_request_id(token)) == token for _ in range(100))
+        assert all(owner_token(new_call_id(token)) == token for _ in range(100))
 
     def test_ids_of_one_token_differ(self) -> None:
         token = new_token()
-        assert len({new_request_id(token) for _ in range(10_000)}) == 10_000
+        assert len({new_call_id(token) for _ in range(10_000)}) == 10_000
 
     def test_reply_queue_name_is_a_valid_queue_name_unique_per_token(self) -> None:
         a, b = new_token(), new_token()
@@ -38,7 +38,7 @@ class TestFormat:
 
     def test_an_uppercased_id_still_names_its_owner(self) -> None:
         token = new_token()
-        assert owner_token(new_request_id(token).upper()) == token
+        assert owner_token(new_call_id(token).upper()) == token
 
 
 class TestRejection:
@@ -62,7 +62,7 @@ class TestRejection:
 
     def test_legacy_ids_are_version_4_only(self) -> None:
         assert is_legacy_id(str(uuid.uuid4()))
-        assert not is_legacy_id(new_request_id(new_token()))
+        assert not is_legacy_id(new_call_id(new_token()))
         assert not is_legacy_id(str(uuid.uuid1()))
         assert not is_legacy_id("not an id")
         assert not is_legacy_id(None)
