@@ -11,6 +11,7 @@ from typing import Iterator
 import pytest
 import redis
 
+from cluster_service.domain.api_key import cache_key
 from cluster_service.domain.auth import Authenticator
 from cluster_service.errors import AuthenticationFailed
 from cluster_service.rpc.client import RpcClient
@@ -73,7 +74,7 @@ class TestStorage:
         for secret_form in (GOOD, hashlib.sha256(GOOD.encode()).hexdigest()):
             assert not any(secret_form in name for name in names)
             assert secret_form not in stored
-        assert worker.shared.entry_name(GOOD) in names
+        assert worker.shared.entry_name(cache_key(GOOD)) in names
         assert worker.shared.members_name(VALID_USER["id"]) in names
         assert not any(name.endswith(f":{VALID_USER['id']}") for name in names)
 
@@ -83,9 +84,9 @@ class TestStorage:
         worker.auth.authenticate(GOOD)
         with pytest.raises(AuthenticationFailed):
             worker.auth.authenticate(BAD)
-        assert 29_000 < store.pttl(worker.shared.entry_name(GOOD)) <= 30_000
-        assert 4_000 < store.pttl(worker.shared.entry_name(BAD)) <= 5_000
-        assert json.loads(store.get(worker.shared.entry_name(BAD)).partition(b".")[2])[
+        assert 29_000 < store.pttl(worker.shared.entry_name(cache_key(GOOD))) <= 30_000
+        assert 4_000 < store.pttl(worker.shared.entry_name(cache_key(BAD))) <= 5_000
+        assert json.loads(store.get(worker.shared.entry_name(cache_key(BAD))).partition(b".")[2])[
             "user"] is None
 
 
@@ -110,7 +111,7 @@ class TestAcrossWorkers:
         first, second = Worker(server), Worker(server)
         first.auth.authenticate(GOOD)
         first.auth.revoke_user(VALID_USER["id"])
-        wait_for(lambda: store.get(first.shared.entry_name(GOOD)) is None, 5,
+        wait_for(lambda: store.get(first.shared.entry_name(cache_key(GOOD))) is None, 5,
                  what="the entry purged from Redis")
         assert not store.exists(first.shared.members_name(VALID_USER["id"]))
         second.auth.authenticate(GOOD)
@@ -120,7 +121,7 @@ class TestAcrossWorkers:
             self, server: RedisServer, store: redis.Redis) -> None:
         first, second = Worker(server), Worker(server)
         first.auth.authenticate(GOOD)
-        name = first.shared.entry_name(GOOD)
+        name = first.shared.entry_name(cache_key(GOOD))
         entry = store.get(name)
         second.auth.revoke_user(VALID_USER["id"])  # second's event; first's purge not yet
         wait_for(lambda: store.get(name) is None, 5, what="second's purge")
@@ -144,7 +145,7 @@ OTHER_USER = {**VALID_USER, "id": 99, "username": "mallory"}
 
 def sealed_payload(worker: Worker, payload: bytes, name: str | None = None) -> bytes:
     """An entry whose MAC is right for ``payload`` (only a secret holder could write it)."""
-    name = name or worker.shared.entry_name(GOOD)
+    name = name or worker.shared.entry_name(cache_key(GOOD))
     return worker.shared._mac(name, payload).encode() + b"." + payload
 
 
@@ -168,14 +169,14 @@ class TestEntriesOthersWrote:
         worker = Worker(server)
         payload = json.dumps({"asked_at": time.time(), "user": OTHER_USER}).encode()
         planted = b"0" * 64 + b"." + payload
-        store.set(worker.shared.entry_name(GOOD), planted, px=30_000)
+        store.set(worker.shared.entry_name(cache_key(GOOD)), planted, px=30_000)
         self.believed_nothing(worker, caplog, planted)
 
     def test_an_edited_entry(self, server: RedisServer, store: redis.Redis,
                              caplog: pytest.LogCaptureFixture) -> None:
         writer, reader = Worker(server), Worker(server)
         writer.auth.authenticate(GOOD)
-        name = writer.shared.entry_name(GOOD)
+        name = writer.shared.entry_name(cache_key(GOOD))
         edited = store.get(name).replace(b'"id":7', b'"id":99').replace(b"ana", b"mallory")
         assert edited != store.get(name)
         store.set(name, edited, px=30_000)
@@ -188,7 +189,7 @@ class TestEntriesOthersWrote:
         payload = json.dumps({"asked_at": time.time() + 3600.0, "user": VALID_USER},
                              separators=(",", ":"), sort_keys=True).encode()
         planted = sealed_payload(worker, payload)
-        store.set(worker.shared.entry_name(GOOD), planted, px=30_000)
+        store.set(worker.shared.entry_name(cache_key(GOOD)), planted, px=30_000)
         self.believed_nothing(worker, caplog, planted)
 
     def test_an_absurd_entry(self, server: RedisServer, store: redis.Redis,
@@ -196,14 +197,14 @@ class TestEntriesOthersWrote:
         worker = Worker(server)
         payload = b'{"asked_at":1' + b"0" * 400 + b',"user":null}'  # 10**400: no float holds it
         planted = sealed_payload(worker, payload)
-        store.set(worker.shared.entry_name(GOOD), planted, px=30_000)
+        store.set(worker.shared.entry_name(cache_key(GOOD)), planted, px=30_000)
         self.believed_nothing(worker, caplog, planted)
 
     def test_an_oversized_entry(self, server: RedisServer, store: redis.Redis,
                                 caplog: pytest.LogCaptureFixture) -> None:
         worker = Worker(server)
         planted = b"0" * 64 + b"." + b"x" * 1_000_000
-        store.set(worker.shared.entry_name(GOOD), planted, px=30_000)
+        store.set(worker.shared.entry_name(cache_key(GOOD)), planted, px=30_000)
         self.believed_nothing(worker, caplog, planted)
 
     @pytest.mark.parametrize("raw", [b"not json", b"[]", b'{"user": 5, "asked_at": 1}',
@@ -214,7 +215,7 @@ class TestEntriesOthersWrote:
     def test_a_malformed_entry_is_a_miss_even_with_a_valid_mac(
             self, server: RedisServer, store: redis.Redis, raw: bytes) -> None:
         worker = Worker(server)
-        store.set(worker.shared.entry_name(GOOD), sealed_payload(worker, raw), px=30_000)
+        store.set(worker.shared.entry_name(cache_key(GOOD)), sealed_payload(worker, raw), px=30_000)
         assert worker.auth.authenticate(GOOD).id == VALID_USER["id"]
         assert worker.rpcs == 1
         assert worker.observer.shared_cache["invalid"] == 1
@@ -223,7 +224,7 @@ class TestEntriesOthersWrote:
             self, server: RedisServer, store: redis.Redis,
             caplog: pytest.LogCaptureFixture) -> None:
         worker = Worker(server)
-        store.rpush(worker.shared.entry_name(GOOD), b"x")
+        store.rpush(worker.shared.entry_name(cache_key(GOOD)), b"x")
         store.set(worker.shared.members_name(VALID_USER["id"]), b"not a set")
         self.believed_nothing(worker, caplog, b"not a set")
         assert worker.observer.shared_cache["error"] == 0  # not taken for an outage
@@ -235,7 +236,7 @@ class TestEntriesOthersWrote:
             self, server: RedisServer, store: redis.Redis) -> None:
         worker = Worker(server)
         payload = json.dumps({"asked_at": time.time(), "user": None}).encode()
-        store.set(worker.shared.entry_name(GOOD), b"f" * 64 + b"." + payload, px=30_000)
+        store.set(worker.shared.entry_name(cache_key(GOOD)), b"f" * 64 + b"." + payload, px=30_000)
         assert worker.auth.authenticate(GOOD).id == VALID_USER["id"]
 
 
@@ -256,7 +257,8 @@ class TestRedisOutage:
         assert len(down) == 1 and GOOD not in caplog.text and SECRET not in caplog.text
         server.start()
         # The same worker goes back to Redis by itself within RETRY_EVERY_S.
-        wait_for(lambda: worker.shared.get(GOOD) is not None or any(
+        entry = worker.shared.entry_name(cache_key(GOOD))
+        wait_for(lambda: worker.shared.get(entry) is not None or any(
             r.event == "auth_cache_recovered" for r in caplog.records),
             RETRY_EVERY_S + 5, interval=0.2, what="the recovery")
         assert [r.event for r in caplog.records].count("auth_cache_recovered") == 1

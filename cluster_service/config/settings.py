@@ -107,6 +107,12 @@ class Settings:
                 + (self.user_service_timeout if self.user_service_url else 0))
 
     @property
+    def longest_reply_wait(self) -> float:
+        """The longest any RPC waits for its reply (auth or an agent's); a reply forwarded
+        to another worker is worth keeping no longer than that."""
+        return max(self.websocket_timeout, self.auth_timeout)
+
+    @property
     def cluster_call_budget(self) -> float:
         """The longest a cluster call can take once authenticated: the first-connection
         wait, then slot waits and the agent's answer, together within WEBSOCKET_TIMEOUT."""

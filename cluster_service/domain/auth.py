@@ -209,8 +209,9 @@ class Authenticator:
     def _validate(self, api_key: ApiKey, key: str) -> User:
         key_fp = api_key.fingerprint
         asked_at = time.time()
+        entry = self._shared.entry_name(api_key.digest) if self._shared is not None else ""
         if self._shared is not None:
-            cached = self._from_shared(self._shared, api_key.raw, key, key_fp)
+            cached = self._from_shared(self._shared, entry, key, key_fp)
             if cached is not None:
                 return cached
         try:
@@ -237,20 +238,20 @@ class Authenticator:
         except AuthenticationFailed:
             self._reject(key, key_fp)
             if self._shared is not None:
-                self._shared.put_rejected(api_key.raw, asked_at)
+                self._shared.put_rejected(entry, asked_at)
             raise
         if not self._revocations.void(user.id, asked_at):
             self._valid.put(key, user)
             if self._shared is not None:
-                self._shared.put_valid(api_key.raw, dataclasses.asdict(user), user.id, asked_at)
+                self._shared.put_valid(entry, dataclasses.asdict(user), user.id, asked_at)
         self._observer.auth_outcome(outcome)
         self._audit("success", key_fp, user)
         return user
 
-    def _from_shared(self, shared: SharedAuthCache, api_key: str, key: str,
+    def _from_shared(self, shared: SharedAuthCache, entry: str, key: str,
                      key_fp: str) -> User | None:
         """A verdict from the fleet-wide cache, kept here for the rest of its TTL; None = ask."""
-        verdict = shared.get(api_key)
+        verdict = shared.get(entry)
         if verdict is None:
             return None
         age = time.time() - verdict.asked_at

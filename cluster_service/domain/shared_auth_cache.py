@@ -8,7 +8,7 @@ the whole fleet.
 Redis is shared infrastructure: anyone who can write to it (another tenant)
 must not be able to make a worker believe anything. So:
 
-* Entries live under ``cluster_service:auth:key:<HMAC-SHA256(AUTH_CACHE_SECRET, key)>``:
+* Entries live under ``cluster_service:auth:key:<HMAC-SHA256(AUTH_CACHE_SECRET, SHA-256(key))>``
   never the key, never its plain SHA-256 (which anyone holding a candidate key
   could compute and look up). A validated key's entry holds the user and the
   time the User Service was asked, for ``AUTH_CACHE_TTL``; a rejection holds
@@ -87,9 +87,11 @@ class SharedAuthCache:
         self._down_until = 0.0
         self._purger: ThreadPoolExecutor | None = None  # created on first use, after fork
 
-    def entry_name(self, api_key: str) -> str:
-        """The Redis key of ``api_key``'s entry."""
-        return f"{PREFIX}key:{self._digest(api_key.encode('utf-8', 'surrogatepass'))}"
+    def entry_name(self, key_digest: str) -> str:
+        """The Redis key of the entry of the API key whose SHA-256 is ``key_digest``
+        (``ApiKey.digest``: the key itself never reaches this layer). Computed once per
+        request by the caller, and passed to :meth:`get` and the puts."""
+        return f"{PREFIX}key:{self._digest(key_digest.encode())}"
 
     def members_name(self, user_id: int) -> str:
         """The Redis set of ``user_id``'s entry names (unguessable without the secret)."""
@@ -110,9 +112,8 @@ class SharedAuthCache:
 
     # -- request threads -----------------------------------------------------------
 
-    def get(self, api_key: str) -> Verdict | None:
-        """The cached verdict on ``api_key``, or None (miss, bad entry, Redis unavailable)."""
-        name = self.entry_name(api_key)
+    def get(self, name: str) -> Verdict | None:
+        """The cached verdict in entry ``name``, or None (miss, bad entry, Redis unavailable)."""
         raw = self._run(lambda client: client.getrange(name, 0, MAX_ENTRY_BYTES))
         if raw is _UNAVAILABLE:
             return None
@@ -147,13 +148,14 @@ class SharedAuthCache:
             return None, "expired"
         return verdict, ""
 
-    def put_valid(self, api_key: str, user_data: dict[str, Any], user_id: int,
+    def put_valid(self, name: str, user_data: dict[str, Any], user_id: int,
                   asked_at: float) -> None:
-        """Remember a validation for ``AUTH_CACHE_TTL`` seconds from ``asked_at``."""
+        """Remember a validation in entry ``name`` for ``AUTH_CACHE_TTL`` seconds from
+        ``asked_at``."""
         ttl_ms = int((asked_at + self._ttl - time.time()) * 1000)
         if ttl_ms <= 0:
             return
-        name, members = self.entry_name(api_key), self.members_name(user_id)
+        members = self.members_name(user_id)
         value = self.seal(name, user_data, asked_at)
 
         def put(client: redis.Redis) -> None:
@@ -164,10 +166,9 @@ class SharedAuthCache:
             pipe.execute(raise_on_error=False)  # a set replaced by another type: entry only
         self._run(put)
 
-    def put_rejected(self, api_key: str, asked_at: float) -> None:
-        """Remember a rejection for ``AUTH_NEGATIVE_CACHE_TTL`` seconds."""
+    def put_rejected(self, name: str, asked_at: float) -> None:
+        """Remember a rejection in entry ``name`` for ``AUTH_NEGATIVE_CACHE_TTL`` seconds."""
         if self._negative_ttl > 0:
-            name = self.entry_name(api_key)
             value = self.seal(name, None, asked_at)
             self._run(lambda client: client.set(name, value,
                                                 px=int(self._negative_ttl * 1000)))

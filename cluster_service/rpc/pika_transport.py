@@ -81,8 +81,7 @@ class PikaTransport:
         self._observer.broker_nodes([node_of(params) for params in self._params])
         self._request_queues = settings.request_queues
         self._result_queues = settings.result_queues
-        self._reroute_ttl_ms = str(int(max(settings.websocket_timeout,
-                                           settings.auth_timeout) * 1000))
+        self._reroute_ttl_ms = str(int(settings.longest_reply_wait * 1000))
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._connection: pika.BlockingConnection | None = None
