@@ -169,7 +169,7 @@ def auth_cache_uri(r: Reader, name: str, default: str) -> str:
 
 
 def auth_cache_secret(r: Reader, name: str, default: str) -> str:
-    """Required with AUTH_CACHE_URI: the shared cache names entries by HMAC(secret, SHA-256(key)), never the key."""
+    """Required with AUTH_CACHE_URI: entries are named by HMAC(secret, SHA-256(key))."""
     value = r.raw(name) or default
     if r.text("AUTH_CACHE_URI", Settings.auth_cache_uri) \
             and len(value.strip()) < AUTH_CACHE_SECRET_MIN:

@@ -8,7 +8,7 @@ the whole fleet.
 Redis is shared infrastructure: anyone who can write to it (another tenant)
 must not be able to make a worker believe anything. So:
 
-* Entries live under ``cluster_service:auth:key:<HMAC-SHA256(AUTH_CACHE_SECRET, SHA-256(key))>``
+* Entries live under ``cluster_service:auth:key:<HMAC-SHA256(secret, SHA-256(key))>``:
   never the key, never its plain SHA-256 (which anyone holding a candidate key
   could compute and look up). A validated key's entry holds the user and the
   time the User Service was asked, for ``AUTH_CACHE_TTL``; a rejection holds
