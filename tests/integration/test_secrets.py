@@ -71,7 +71,10 @@ def test_no_key_ever_leaves_the_service(tmp_path: Path, prefix: str,
             sent = keys[name] if key is None else key
             response = service.get(path, headers={"X-API-Key": sent, "X-Request-ID": request_id},
                                    timeout=15)
-            if response.status_code != 400 or "X-Request-ID" in response.headers:
+            if response.status_code == 400 and response.json()["message"] == "Invalid request":
+                # gunicorn could not parse the headers, the client's id among them: a new one
+                assert uuid.UUID(response.headers["X-Request-ID"]).version == 4
+            else:
                 assert response.headers["X-Request-ID"] == request_id
             responses.append((name, response))
             return response
