@@ -7,7 +7,7 @@ and the document has no ``servers`` entry: a client resolves them against the
 host it fetched the document from.
 
 Every error status an operation can answer is listed with the one error
-envelope (``Error``); ``tests/test_openapi.py`` checks real responses against
+envelope (``Error``); ``tests/unit/api/test_openapi.py`` checks real responses against
 it and ``tests/integration/test_schemathesis.py`` fuzzes the running service.
 """
 

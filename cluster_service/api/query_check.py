@@ -9,7 +9,7 @@ and validators) on the value ``Schema.load`` would see, and keeps what the
 schema would keep. It applies only to schemas it can mirror exactly (unknown
 fields excluded, no processors or schema validators, plain attribute names);
 any error, and every other schema, goes to ``Schema.load`` itself, so errors and
-their messages are marshmallow's. ``tests/test_query_check.py`` checks the two
+their messages are marshmallow's. ``tests/unit/api/test_query_check.py`` checks the two
 agree on generated queries.
 """
 

@@ -19,7 +19,7 @@ Histograms are batched by their own bucket bounds: ``observe`` finds the bucket
 (``bisect``, the bucket rule of prometheus_client's own ``observe``: the first
 upper bound >= the value), ``flush`` adds each bucket's count and the sum to the
 child's bucket and sum values, as prometheus_client's ``observe`` would have one
-value at a time (``tests/test_metric_batch.py`` checks the two agree).
+value at a time (``tests/unit/observability/test_metric_batch.py`` checks the two agree).
 """
 
 from __future__ import annotations

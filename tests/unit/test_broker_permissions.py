@@ -9,7 +9,7 @@ from cluster_service.broker_permissions import broker_permissions, set_permissio
 from cluster_service.config import load_settings
 from cluster_service.rpc.call_ids import new_token, reply_queue_name
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULTS = load_settings({})
 
 

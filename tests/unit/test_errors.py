@@ -15,7 +15,7 @@ from werkzeug.test import TestResponse
 from cluster_service import errors as exc
 from cluster_service.api.contract import HTTP_ERRORS
 
-from .conftest import API_KEY, BASE
+from ..conftest import API_KEY, BASE
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 ENVELOPE_KEYS = ["success", "error", "message", "request_id", "timestamp"]
@@ -117,7 +117,7 @@ def test_client_request_id_appears_in_the_envelope(failing_app: Flask) -> None:
         assert response.headers["X-Request-ID"] == "trace-42"
 
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 ROW = re.compile(r"^\| (\d{3}) \| (`[a-z_]+`(?: / `[a-z_]+`)*) \|", re.M)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "cluster_service"
+PACKAGE = Path(__file__).resolve().parents[2] / "cluster_service"
 
 # Bottom to top. A module may import its own layer or any layer below it.
 LAYERS: list[set[str]] = [

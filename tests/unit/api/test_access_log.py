@@ -18,7 +18,7 @@ from cluster_service.config import load_settings
 from cluster_service.observability import logging_config
 from cluster_service.observability.logging_config import configure_logging, direct_sink
 
-from .conftest import API_KEY, BASE
+from ...conftest import API_KEY, BASE
 
 NAMESPACES = f"{BASE}/namespaces?agent_id=demo-agent-1"
 

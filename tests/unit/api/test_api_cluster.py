@@ -10,8 +10,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from .conftest import API_KEY, BASE, VALID_USER
-from .support.fake_transport import FakeTransport
+from ...conftest import API_KEY, BASE, VALID_USER
+from ...support.fake_transport import FakeTransport
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 NS_QUEUE = "cluster_namespace_requests"
@@ -227,7 +227,7 @@ class TestWorkerBound:
             self, make_app: Callable[..., Flask], transport: FakeTransport) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
-        from .support.service import wait_for
+        from ...support.service import wait_for
 
         transport.responders["cluster_namespace_requests"] = lambda body: [
             ({"request_id": body["request_id"], "agent_id": body["agent_id"], "error": None,

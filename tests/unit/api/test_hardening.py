@@ -22,9 +22,9 @@ from werkzeug.test import TestResponse
 
 from cluster_service.api.extension import services
 
-from .conftest import API_KEY, BASE
-from .support.fake_transport import FakeTransport
-from .support.service import ServiceProcess
+from ...conftest import API_KEY, BASE
+from ...support.fake_transport import FakeTransport
+from ...support.service import ServiceProcess
 
 AUTH_QUEUE = "cluster_auth_requests"
 NAMESPACE_QUEUE = "cluster_namespace_requests"

@@ -11,8 +11,8 @@ from flask.testing import FlaskClient
 from cluster_service import create_app
 from cluster_service.config import load_settings
 
-from .conftest import API_KEY, BASE
-from .support.fake_transport import FakeTransport
+from ...conftest import API_KEY, BASE
+from ...support.fake_transport import FakeTransport
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 

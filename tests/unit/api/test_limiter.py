@@ -26,9 +26,9 @@ from cluster_service.domain.auth_guard import AuthFailureGuard
 from cluster_service.api.limiter import (EXTENSION, FALLBACK_MESSAGE, RECOVERED_MESSAGE,
                                          STRATEGY, api_key_identity)
 
-from .conftest import API_KEY, BASE
-from .support.fake_transport import FakeTransport
-from .support.rate_window import fresh_window
+from ...conftest import API_KEY, BASE
+from ...support.fake_transport import FakeTransport
+from ...support.rate_window import fresh_window
 
 NAMESPACES = f"{BASE}/namespaces?agent_id=demo-agent-1"
 AGENTS = f"{BASE}/agents/connected"

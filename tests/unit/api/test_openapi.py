@@ -13,8 +13,8 @@ from werkzeug.test import TestResponse
 from cluster_service.api.contract import BASE_PATH
 from cluster_service.api.openapi import build_spec
 
-from .conftest import API_KEY, BASE
-from .support.fake_transport import FakeTransport
+from ...conftest import API_KEY, BASE
+from ...support.fake_transport import FakeTransport
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 

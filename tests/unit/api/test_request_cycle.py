@@ -11,7 +11,7 @@ from flask import Flask
 from cluster_service.app import _check_no_coroutines
 from cluster_service.observability.request_context import current_request_id
 
-from .conftest import BASE
+from ...conftest import BASE
 
 
 def test_one_hook_of_each_kind(make_app: Callable[..., Flask]) -> None:

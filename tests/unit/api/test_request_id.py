@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from cluster_service.observability.request_context import current_request_id
 from cluster_service.api.request_id import choose_request_id
 
-from .conftest import BASE
+from ...conftest import BASE
 
 HEALTH = f"{BASE}/health"
 

@@ -11,8 +11,8 @@ import pytest
 from cluster_service.concurrency.admission import KeyedSlots, Slots
 from cluster_service.errors import AgentUnresponsive, Saturated
 
-from .support.recording import RecordingObserver
-from .support.service import wait_for
+from ...support.recording import RecordingObserver
+from ...support.service import wait_for
 
 
 class FakeClock:

@@ -10,7 +10,7 @@ import pytest
 from cluster_service.concurrency.breaker import Breakers, Outcome, State
 from cluster_service.errors import AgentUnresponsive
 
-from .support.recording import RecordingObserver
+from ...support.recording import RecordingObserver
 
 
 class FakeClock:

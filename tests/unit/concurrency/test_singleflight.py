@@ -11,7 +11,7 @@ import pytest
 from cluster_service.errors import RpcTimeout
 from cluster_service.concurrency.singleflight import Shared, SingleFlight
 
-from .support.service import wait_for
+from ...support.service import wait_for
 
 
 def followers(flights: SingleFlight[Any], key: Hashable) -> int:

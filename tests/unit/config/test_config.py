@@ -15,10 +15,10 @@ import pytest
 from cluster_service.config.secret_files import SECRET_FILE_VARIABLES, read_secret
 from cluster_service.config import ConfigError, Settings, load_settings
 
-from .support.config_vars import variables_read_by_load_settings
-from .support.tls_certs import self_signed
+from ...support.config_vars import variables_read_by_load_settings
+from ...support.tls_certs import self_signed
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 # A PEM certificate and its key, valid as a CA bundle and as a client certificate.
 PEM_CERT, PEM_KEY = (str(path) for path in self_signed(Path(tempfile.mkdtemp())))
@@ -380,7 +380,7 @@ def test_memory_storage_with_several_workers_is_warned_about(
 
 @pytest.mark.gunicorn
 def test_gunicorn_logs_the_warning_at_start(tmp_path: Path) -> None:
-    from .support.service import ServiceProcess
+    from ...support.service import ServiceProcess
 
     service = ServiceProcess(tmp_path, {"WEB_CONCURRENCY": "2", "RATE_LIMIT_ENABLED": "true",
                                         "RABBITMQ_PORT": "1"})

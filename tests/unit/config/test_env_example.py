@@ -10,9 +10,9 @@ from dotenv import dotenv_values
 
 from cluster_service.config import Settings, load_settings
 
-from .support.config_vars import variables_read_by_load_settings
+from ...support.config_vars import variables_read_by_load_settings
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / ".env.example"
 # Read by gunicorn.conf.py itself rather than by load_settings.
 GUNICORN_ONLY = {"GUNICORN_ACCESS_LOG", "PROMETHEUS_MULTIPROC_DIR"}

@@ -20,10 +20,10 @@ from cluster_service.errors import AuthBackendUnavailable, AuthenticationFailed
 from cluster_service.rpc.client import RpcClient
 from cluster_service.domain.api_key import ApiKey, cache_key
 
-from .conftest import VALID_USER
-from .support.fake_transport import FakeTransport
-from .support.recording import RecordingObserver
-from .support.service import wait_for
+from ...conftest import VALID_USER
+from ...support.fake_transport import FakeTransport
+from ...support.recording import RecordingObserver
+from ...support.service import wait_for
 
 AUTH_QUEUE = "cluster_auth_requests"
 GOOD, BAD, INACTIVE, BROKEN, SILENT = ("good-key", "bad-key", "inactive-key", "broken-key",
@@ -341,7 +341,7 @@ def http_client(answer: FakeResponse | Exception, **env: str) -> tuple[UserServi
 class TestUserServiceClient:
     def test_environment_proxies_are_never_used(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """With HTTP(S)_PROXY set, the key still goes straight to USER_SERVICE_URL."""
-        from .support.user_service_stub import UserServiceStub
+        from ...support.user_service_stub import UserServiceStub
 
         with UserServiceStub({"the-key": (200, VALID_USER)}) as users, \
                 UserServiceStub({}) as proxy:

@@ -15,9 +15,9 @@ from cluster_service.errors import AuthenticationFailed
 from cluster_service.domain.revocations import Revocations
 from cluster_service.rpc.client import RpcClient
 
-from .conftest import API_KEY, BASE, VALID_USER
-from .support.fake_transport import FakeTransport
-from .support.recording import RecordingObserver
+from ...conftest import API_KEY, BASE, VALID_USER
+from ...support.fake_transport import FakeTransport
+from ...support.recording import RecordingObserver
 from .test_auth import AUTH_QUEUE, GOOD, AuthHarness
 
 

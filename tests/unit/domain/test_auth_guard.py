@@ -20,10 +20,10 @@ from werkzeug.test import TestResponse
 from cluster_service.domain.auth_guard import AuthFailureGuard
 from cluster_service.config import load_settings
 
-from .conftest import API_KEY, BASE
-from .support.fake_transport import FakeTransport
-from .support.rate_window import fresh_window
-from .support.service import free_port, wait_for
+from ...conftest import API_KEY, BASE
+from ...support.fake_transport import FakeTransport
+from ...support.rate_window import fresh_window
+from ...support.service import free_port, wait_for
 
 AGENTS = f"{BASE}/agents/connected"
 AUTH_QUEUE = "cluster_auth_requests"

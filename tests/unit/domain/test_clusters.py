@@ -18,9 +18,9 @@ from cluster_service.errors import (AgentNotConnected, AgentTimeout, AgentUnresp
 from cluster_service.rpc.client import RpcClient
 from cluster_service.rpc.transport import Routing
 
-from .support.fake_transport import FakeTransport
-from .support.recording import RecordingObserver
-from .support.service import wait_for
+from ...support.fake_transport import FakeTransport
+from ...support.recording import RecordingObserver
+from ...support.service import wait_for
 
 NS_QUEUE = "cluster_namespace_requests"
 AGENTS_QUEUE = "cluster_agents_requests"

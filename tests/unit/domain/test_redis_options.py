@@ -13,8 +13,8 @@ from cluster_service.config import load_settings
 from cluster_service.domain import redis_options
 from cluster_service.domain.redis_options import client_options
 
-from .support.fake_redis import DrippingRedis, StallingRedis
-from .support.redis_server import REDIS_SERVER, RedisServer
+from ...support.fake_redis import DrippingRedis, StallingRedis
+from ...support.redis_server import REDIS_SERVER, RedisServer
 
 pytestmark = [pytest.mark.redis,
               pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")]

@@ -17,11 +17,11 @@ from cluster_service.errors import AuthenticationFailed
 from cluster_service.rpc.client import RpcClient
 from cluster_service.domain.shared_auth_cache import RETRY_EVERY_S, SharedAuthCache
 
-from .conftest import VALID_USER
-from .support.fake_transport import FakeTransport
-from .support.recording import RecordingObserver
-from .support.redis_server import REDIS_SERVER, RedisServer
-from .support.service import wait_for
+from ...conftest import VALID_USER
+from ...support.fake_transport import FakeTransport
+from ...support.recording import RecordingObserver
+from ...support.redis_server import REDIS_SERVER, RedisServer
+from ...support.service import wait_for
 from .test_auth import AUTH_QUEUE, BAD, GOOD, auth_replies, settings
 
 pytestmark = [pytest.mark.redis,

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from cluster_service.observability.metric_batch import MetricBatch
 
-from .support.service import wait_for
+from ...support.service import wait_for
 
 BUCKETS = (.005, .01, .025, .05, .1, .5, 1, 5)
 

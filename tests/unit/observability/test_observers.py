@@ -9,7 +9,7 @@ import pytest
 from cluster_service.observability.request_context import request_id_var
 from cluster_service.observability.logging_observer import CompositeObserver, LoggingObserver
 
-from .support.recording import EventLog
+from ...support.recording import EventLog
 
 LOGGER = "cluster_service.rpc"
 

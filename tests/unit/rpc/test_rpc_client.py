@@ -20,9 +20,9 @@ from cluster_service.rpc.transport import OutgoingRequest, ReplyOutcome
 from cluster_service.rpc.call_ids import new_call_id, new_token, owner_token, \
     reply_queue_name
 
-from .support.fake_transport import FakeTransport
-from .support.recording import RecordingObserver
-from .support.service import wait_for
+from ...support.fake_transport import FakeTransport
+from ...support.recording import RecordingObserver
+from ...support.service import wait_for
 
 QUEUE = "requests"
 OTHER_QUEUE = "other_requests"
