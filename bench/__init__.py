@@ -1,4 +1,4 @@
-"""Benchmark harness for the Cluster Service (issue 7).
+"""Benchmark harness for the Cluster Service.
 
 ``python -m bench`` starts each configuration in turn under gunicorn, drives it
 with a real HTTP load generator and prints req/s, latency, errors, RSS per

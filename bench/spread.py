@@ -1,4 +1,4 @@
-"""How keep-alive connections spread over gunicorn's workers (issue 14).
+"""How keep-alive connections spread over gunicorn's workers.
 
 ``connections_per_worker`` counts, from ``/proc``, the established TCP connections
 on the server's port that each worker process holds: the kernel's socket table

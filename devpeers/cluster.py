@@ -198,7 +198,7 @@ class _Builder:
         value = _hash("svc", self.plan.seed, name)
         self.out.services.append({
             "name": name, "namespace": self.plan.name, "type": kind,
-            "cluster_ip": cluster_ip or f"10.96.{(value >> 8) % 250 + 1}.{value % 250 + 2}",
+            "cluster_ip": cluster_ip or f"192.0.2.{value % 250 + 2}",  # documentation range
             "external_ip": external,
             "ports": [{"name": n, "port": p, "target_port": t, "protocol": proto}
                       for n, p, t, proto in ports],
@@ -235,7 +235,7 @@ def _system(builder: _Builder, lay: Layout) -> None:
         builder.deployment("coredns", coredns, dns)
         builder.service("kube-dns", [("dns", 53, 53, "UDP"), ("dns-tcp", 53, 53, "TCP"),
                                      ("metrics", 9153, 9153, "TCP")],
-                        {"k8s-app": "kube-dns"}, cluster_ip="10.96.0.10")
+                        {"k8s-app": "kube-dns"}, cluster_ip="192.0.2.10")
     if server:
         builder.deployment("metrics-server", server, metrics)
         builder.service("metrics-server", [("https", 443, 10250, "TCP")],
@@ -249,7 +249,7 @@ def _apps(builder: _Builder) -> None:
     budget = plan.pods
     if plan.kind == "default":
         builder.service("kubernetes", [("https", 443, 6443, "TCP")], None,
-                        cluster_ip="10.96.0.1")
+                        cluster_ip="192.0.2.1")
         if budget:
             builder.deployment("hello", budget, [{"name": "hello",
                                                   "image": "docker.io/library/nginx:1.25.4"}])
@@ -313,7 +313,7 @@ def nodes(lay: Layout) -> List[Dict[str, Any]]:
             "name": name,
             "status": "NotReady" if not control and index % 25 == 24 else "Ready",
             "roles": roles, "age": go_time("node", name), "version": KUBERNETES_VERSION,
-            "internal_ip": f"10.0.{index // 250}.{index % 250 + 4}",
+            "internal_ip": f"198.18.{index // 250}.{index % 250 + 4}",
             "external_ip": f"198.51.100.{index + 10}" if control else "",
             "os": "Ubuntu 22.04.4 LTS", "kernel": "5.15.0-105-generic",
             "container_runtime": "containerd://1.7.13",
@@ -348,7 +348,7 @@ def log_lines(pod: Dict[str, Any], container: str, count: int) -> str:
         path = _LOG_PATHS[mix % len(_LOG_PATHS)]
         status = _LOG_STATUS[(mix >> 5) % len(_LOG_STATUS)]
         if style == 0:
-            lines.append(f'10.244.{mix % 40}.{(mix >> 7) % 250} - - '
+            lines.append(f'203.0.113.{(mix >> 7) % 250} - - '
                          f'[{moment.strftime("%d/%b/%Y:%H:%M:%S")} +0000] "GET {path} HTTP/1.1" '
                          f'{status} {(mix >> 9) % 20000} "-" "kube-probe/1.29"')
         elif style == 1:

@@ -1,4 +1,4 @@
-"""Scale out (issue 11): 2 replicas x 3 workers with peers that answer on the fixed queues.
+"""Scale out: 2 replicas x 3 workers with peers that answer on the fixed queues.
 
 Real gunicorn, RabbitMQ and redis-server (a private one per test, so that a
 test may stop it). Every HTTP call opens its own connection, so any worker of
@@ -114,7 +114,7 @@ class TestTargetedForwarding:
             self, service_factory: Callable[..., ServiceProcess],
             fixed_queue_peers: Any) -> None:
         # Room for all 12 slow requests of a replica in any one worker: this test is
-        # about routing, not about the saturation bound (issue 10).
+        # about routing, not about the saturation bound.
         replicas = two_by_three(service_factory, WEBSOCKET_TIMEOUT="10", GUNICORN_THREADS="16",
                                 MAX_INFLIGHT_RPCS="16", MAX_INFLIGHT_PER_AGENT="16")
         for replica in replicas:  # warm each worker's key cache a little

@@ -1,4 +1,4 @@
-"""Real agent latency (issue 10): slow agents are served at full concurrency, hung ones isolated.
+"""Real agent latency: slow agents are served at full concurrency, hung ones isolated.
 
 Real gunicorn with the real gunicorn.conf.py and its default concurrency, the
 real broker, and peers that take 0.5 s or never answer.

@@ -1,4 +1,4 @@
-"""Resilience (issue 5): the real service under gunicorn, with faults injected,
+"""Resilience: the real service under gunicorn, with faults injected,
 one file per failure family (broker, peers, shutdown); shared helpers in
 ``tests/support/faults.py``.
 

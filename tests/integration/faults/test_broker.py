@@ -1,4 +1,4 @@
-"""Broker faults (issue 5): down at start-up, lost under load, a silent partition,
+"""Broker faults: down at start-up, lost under load, a silent partition,
 a channel closed or a consumer cancelled while the connection stays up.
 
 See this folder's ``__init__.py`` for how every fault test runs.

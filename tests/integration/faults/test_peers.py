@@ -1,4 +1,4 @@
-"""Peer faults (issue 5): a silent agent, a broken peer, a storm of identical requests.
+"""Peer faults: a silent agent, a broken peer, a storm of identical requests.
 
 See this folder's ``__init__.py`` for how every fault test runs.
 """

@@ -1,4 +1,4 @@
-"""Graceful shutdown (issue 5): SIGTERM finishes in-flight requests and closes the broker cleanly.
+"""Graceful shutdown: SIGTERM finishes in-flight requests and closes the broker cleanly.
 
 See this folder's ``__init__.py`` for how every fault test runs.
 """
