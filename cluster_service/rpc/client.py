@@ -7,6 +7,8 @@ the real broker.
 
 Threading model (one instance per gunicorn worker process)
 -----------------------------------------------------------
+Every thread of a worker, and how work crosses between them: docs/architecture.md §3.
+
 * **Request threads** (gunicorn's gthread pool) call :meth:`RpcClient.call`.
   Each call first takes one of the worker's RPC slots (``admission.Slots``,
   ``MAX_INFLIGHT_RPCS``: it bounds the memory replies can hold), waiting in
