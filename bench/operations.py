@@ -280,13 +280,9 @@ class Scenario:
         time.sleep(max(0.0, start - time.monotonic()))   # the warm-up
         cpu_before = procs.cpu_seconds(workers)
         peer_before = procs.cpu_seconds([self.peers.pid])
-        peak: dict[int, float] = {}
-        while time.monotonic() < window[1]:
-            for pid in workers:
-                value = procs.rss_mb(pid)
-                if value is not None:
-                    peak[pid] = max(peak.get(pid, 0.0), value)
-            time.sleep(0.2)   # RSS sampling interval
+        rss = procs.RssSampler(server.pid, interval=0.2).start()
+        time.sleep(max(0.0, window[1] - time.monotonic()))   # the measured window
+        rss.stop()
         cpu = procs.cpu_seconds(workers) - cpu_before
         peer_cpu = procs.cpu_seconds([self.peers.pid]) - peer_before
         stop.set()
@@ -307,7 +303,7 @@ class Scenario:
             "cpu_ms_per_request": round(1000 * cpu / served, 2) if served else None,
             "peer_cpu_ms_per_request": round(1000 * peer_cpu / served, 2) if served else None,
             "reply_bytes": sizes[len(sizes) // 2] if sizes else None,
-            "rss_peak_mb": [round(peak[p], 1) for p in sorted(peak)],
+            "rss_peak_mb": rss.peaks(),
             "rss_after_mb": procs.workers_rss_mb(server.pid),
         }
 

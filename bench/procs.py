@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess  # nosec B404 - the harness starts its own local processes
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -219,3 +220,35 @@ def settled(read: Callable[[], T], timeout: float = 5.0, interval: float = SETTL
             break
         last = current
     return last
+
+
+class RssSampler:
+    """The peak RSS of each worker of a gunicorn master, sampled every ``interval`` s
+    by a thread of its own while the load runs."""
+
+    def __init__(self, master_pid: int, interval: float) -> None:
+        self.master_pid = master_pid
+        self.interval = interval
+        self.peak: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for pid in worker_pids(self.master_pid):
+                value = rss_mb(pid)
+                if value is not None:
+                    self.peak[pid] = max(self.peak.get(pid, 0.0), value)
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def peaks(self) -> list[float]:
+        """The peak of each worker seen, in MB, by pid."""
+        return [round(self.peak[pid], 1) for pid in sorted(self.peak)]

@@ -347,7 +347,7 @@ class Scenario:
 
         stop, healthy, health = threading.Event(), Tally(), Tally()
         attack = ATTACKS[name](port, count).start()
-        rss = _RssSampler(server.pid).start()
+        rss = procs.RssSampler(server.pid, interval=0.5).start()
         duration = max(self.duration, 12.0)
         window = (time.monotonic(), time.monotonic() + duration)
         threads = run_clients(16, port, healthy_path, stop, healthy, window=window,
@@ -368,35 +368,6 @@ class Scenario:
                 "p50_ms": _ms(healthy.percentile(0.5)), "p99_ms": _ms(healthy.percentile(0.99)),
                 "statuses": healthy.statuses, "non_200": healthy.non_200(),
                 "health": _health(health), "rss_mb": rss.peaks()}
-
-
-class _RssSampler:
-    """The peak RSS of each worker of a master, sampled every half second."""
-
-    def __init__(self, master_pid: int) -> None:
-        self.master_pid = master_pid
-        self.peak: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> "_RssSampler":
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for pid in procs.worker_pids(self.master_pid):
-                value = procs.rss_mb(pid)
-                if value is not None:
-                    self.peak[pid] = max(self.peak.get(pid, 0.0), value)
-            self._stop.wait(0.5)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def peaks(self) -> list[float]:
-        return [round(v, 1) for v in self.peak.values()]
 
 
 def _health(tally: Tally) -> dict[str, Any]:
