@@ -1,5 +1,6 @@
 """An even spread of connections over gunicorn's workers: each accepts only while it holds
-at most ``SLACK`` connections more than the least loaded of its live siblings.
+at most ``SLACK`` connections (or a sixteenth, ``SLACK_SHARE``, once they are many) more
+than the least loaded of its live siblings.
 
 Why: gunicorn's workers share one listening socket, and gthread's main loop accepts
 one connection each time the socket is readable, in whichever worker gets there
@@ -17,10 +18,14 @@ worker: pid, open connections, heartbeat); each worker writes its own row on eve
 turn of its main loop and reads the others'. A worker whose count is more than
 ``SLACK`` above the lowest live count stops polling the listening socket until the
 others catch up, so the lowest always accepts and counts differ by two at most
-(plus what two workers accept at the same instant). A row whose heartbeat is
-older than ``STALE_AFTER_S`` (a worker that died or hangs) is ignored, so a dead
-sibling can never stop the living from accepting; the master also clears a row as
-soon as it reaps its worker.
+while they are few (plus what two workers accept at the same instant), by about a
+sixteenth once they are many: in a burst a worker then takes a turn's worth of
+connections (``worker.ACCEPT_PER_TURN``) before it must wait for its siblings, and
+the listen backlog, with any probe's connection in it, drains at the pace of the
+loop, not of the spread's recheck. A row whose heartbeat is older than
+``STALE_AFTER_S`` (a worker that died or hangs) is ignored, so a dead sibling can
+never stop the living from accepting; the master also clears a row as soon as it
+reaps its worker.
 """
 
 from __future__ import annotations
@@ -35,6 +40,11 @@ _HEADER = struct.Struct("q")  # rows ever used: readers scan only those
 ROWS = 128
 STALE_AFTER_S = 3.0
 SLACK = 1  # connections a worker may hold above the least loaded and still accept
+# ... or the least loaded's count over this, if more: with hundreds of connections
+# per worker a few more on one weigh nothing, while a slack of one in a burst (a thousand
+# connections within a second) lets each worker take two before it waits for its
+# siblings, and the listen backlog (a probe's connection in it) drains that slowly.
+SLACK_SHARE = 16
 _RESERVED = -1
 _RESERVATION_TTL_S = 60.0  # a fork that never reported (failed boot) frees its row
 
@@ -84,17 +94,19 @@ class SpreadTable:
         self._write(row, os.getpid(), count, time.monotonic() if now is None else now)
 
     def may_accept(self, row: int, count: int, now: float | None = None) -> bool:
-        """Whether a worker holding ``count`` connections is at most ``SLACK`` above the
-        least loaded (a little slack: in a burst, fewer turns between the workers)."""
+        """Whether a worker holding ``count`` connections is at most ``SLACK`` (or
+        1/``SLACK_SHARE`` of the least count, if more) above the least loaded live sibling
+        (a little slack: in a burst, fewer turns between the workers)."""
         now = time.monotonic() if now is None else now
         used = self._used()
         rows = struct.unpack_from("qqd" * used, self._memory, _HEADER.size)
+        least = None
         for other in range(used):
             pid, other_count, beat = rows[3 * other:3 * other + 3]
             if other != row and pid > 0 and now - beat <= STALE_AFTER_S \
-                    and other_count + SLACK < count:
-                return False
-        return True
+                    and (least is None or other_count < least):
+                least = other_count
+        return least is None or count <= least + max(SLACK, least // SLACK_SHARE)
 
 
 def _alive(pid: int) -> bool:

@@ -48,8 +48,8 @@ Every refusal or forced close is counted by reason and logged once per interval
 
 The worker's other threads, and how work crosses between them: docs/architecture.md
 §3. It also keeps connections evenly spread over the workers (``spread.py``): a worker
-holding more than ``spread.SLACK`` connections above the least loaded of its siblings
-stops accepting until they catch up.
+holding more than ``spread.SLACK`` connections (a sixteenth, when many) above the least
+loaded of its siblings stops accepting until they catch up.
 """
 
 from __future__ import annotations

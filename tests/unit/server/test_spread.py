@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cluster_service.server.spread import SLACK, STALE_AFTER_S, SpreadTable
+from cluster_service.server.spread import SLACK, SLACK_SHARE, STALE_AFTER_S, SpreadTable
 
 
 def test_only_workers_near_the_least_loaded_accept() -> None:
@@ -16,6 +16,17 @@ def test_only_workers_near_the_least_loaded_accept() -> None:
     assert table.may_accept(a, 2 + SLACK, now=1.0)  # within the slack
     table.report(b, 3, now=1.1)
     assert table.may_accept(a, 3, now=1.1) and table.may_accept(b, 3, now=1.1)  # a tie: both
+
+
+def test_the_slack_grows_with_the_least_count() -> None:
+    table = SpreadTable(rows=8)
+    a, b = table.reserve(now=0.0), table.reserve(now=0.0)
+    least = 20 * SLACK_SHARE
+    table.report(b, least, now=1.0)
+    assert table.may_accept(a, least + 20, now=1.0)  # a twentieth more weighs nothing
+    assert not table.may_accept(a, least + 21, now=1.0)
+    table.report(b, SLACK_SHARE - 1, now=2.0)  # few connections: one more at most
+    assert not table.may_accept(a, SLACK_SHARE + SLACK, now=2.0)
 
 
 def test_a_silent_or_freed_row_never_stops_the_others() -> None:
