@@ -7,7 +7,6 @@ first use, or when gunicorn's ``post_worker_init`` hook calls
 
 from __future__ import annotations
 
-from .api.audit import audit_auth
 from .api.extension import Services
 from .config import Settings
 from .domain.auth import Authenticator
@@ -35,7 +34,7 @@ def build_services(settings: Settings, observer: Observer,
     fallback = UserServiceClient(settings) if settings.user_service_url else None
     guard = AuthFailureGuard(settings)
     shared = SharedAuthCache(settings, observer) if settings.auth_cache_uri else None
-    auth = Authenticator(settings, rpc, fallback, observer, audit_auth, guard, shared)
+    auth = Authenticator(settings, rpc, fallback, observer, guard=guard, shared=shared)
     events = AuthEventHandler(auth, observer)
     transport.listen(settings.auth_events_exchange, events, events.on_gap, events.foreign)
     return Services(settings=settings, rpc=rpc, auth=auth,

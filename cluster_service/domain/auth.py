@@ -33,7 +33,7 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Iterator
 
 from ..concurrency.singleflight import SingleFlight
 from ..concurrency.ttlcache import TtlCache
@@ -43,6 +43,7 @@ from ..errors import (AuthBackendUnavailable, AuthenticationFailed, BrokerUnavai
 from ..observability.observer import Observer
 from ..rpc.client import RpcClient
 from .api_key import ApiKey
+from .audit import audit_auth
 from .auth_guard import AuthFailureGuard
 from .revocations import Revocations
 from .shared_auth_cache import SharedAuthCache
@@ -57,7 +58,6 @@ class Authenticator:
     def __init__(self, settings: Settings, rpc: RpcClient,
                  fallback: UserServiceClient | None = None,
                  observer: Observer | None = None,
-                 audit: Callable[[str, str, User | None], None] | None = None,
                  guard: AuthFailureGuard | None = None,
                  shared: SharedAuthCache | None = None) -> None:
         self._settings = settings
@@ -66,7 +66,6 @@ class Authenticator:
         self._rpc = rpc
         self._fallback = fallback
         self._observer = observer or Observer()
-        self._audit = audit or (lambda outcome, key_fp, user: None)
         self._valid: TtlCache[User] = TtlCache(settings.auth_cache_ttl)
         self._rejected: TtlCache[bool] = TtlCache(settings.auth_negative_cache_ttl)
         self._flights: SingleFlight[User] = SingleFlight()
@@ -92,16 +91,16 @@ class Authenticator:
                 self._observer.auth_outcome("cached")
                 return user
         if self._guard is None:
-            return self._authenticate(api_key, key)
+            return self._authenticate(api_key, key, client)
         if not api_key:
             # A request with no key at all is a misconfigured client, not a guess:
             # counting it would turn its 401s into 429s and, behind a proxy that is
             # not in TRUSTED_PROXY_ADDRESSES, lock out everyone sharing its address.
             retry_after = self._guard.retry_after(client)
             if retry_after is not None:
-                self._audit("blocked", "-", None)
+                audit_auth("blocked", "-", None, client)
                 raise TooManyAuthFailures(retry_after)
-            return self._authenticate(api_key, key)
+            return self._authenticate(api_key, key, client)
         with self._guessing(client, key) as first:
             if not first:
                 return self._follow(api_key, key, client)
@@ -136,11 +135,11 @@ class Authenticator:
         # all slip past the check while the first rejections are still in flight.
         retry_after = self._guard.admit(client)
         if retry_after is not None:
-            self._audit("blocked", api_key.fingerprint, None)
+            audit_auth("blocked", api_key.fingerprint, None, client)
             raise TooManyAuthFailures(retry_after)
         failed = False
         try:
-            return self._authenticate(api_key, key)
+            return self._authenticate(api_key, key, client)
         except AuthenticationFailed:
             failed = True
             raise
@@ -158,32 +157,33 @@ class Authenticator:
         assert self._guard is not None  # nosec B101 - only called with a guard
         retry_after = self._guard.retry_after(client)
         if retry_after is not None:
-            self._audit("blocked", api_key.fingerprint, None)
+            audit_auth("blocked", api_key.fingerprint, None, client)
             raise TooManyAuthFailures(retry_after)
         try:
-            return self._authenticate(api_key, key)
+            return self._authenticate(api_key, key, client)
         except AuthenticationFailed:
             self._guard.record_failure(client)
             raise
 
-    def _authenticate(self, api_key: ApiKey | None, key: str | None) -> User:
+    def _authenticate(self, api_key: ApiKey | None, key: str | None,
+                      client: str | None) -> User:
         """``key`` is the cache key of a well-formed ``api_key``, None for any other."""
         if api_key is None or key is None:
             self._observer.auth_outcome("rejected")
-            self._audit("malformed", "-", None)
+            audit_auth("malformed", "-", None, client)
             raise AuthenticationFailed()
         if self._rejected.get(key):
             self._observer.auth_outcome("rejected")
-            self._audit("rejected_cached", api_key.fingerprint, None)
+            audit_auth("rejected_cached", api_key.fingerprint, None, client)
             raise AuthenticationFailed()
         try:
-            user, shared = self._flights.do(key, lambda: self._validate(api_key, key),
+            user, shared = self._flights.do(key, lambda: self._validate(api_key, key, client),
                                             self._flight_timeout)
         except RpcTimeout:  # only a follower's own wait: the leader's is handled in _validate
             raise AuthBackendUnavailable() from None
         if shared:  # answered by another request's lookup: no RPC of its own, like a cache hit
             self._observer.auth_outcome("cached")
-            self._audit("success", api_key.fingerprint, user)
+            audit_auth("success", api_key.fingerprint, user, client)
         return user
 
     def revoke_user(self, user_id: int) -> None:
@@ -206,12 +206,12 @@ class Authenticator:
         self._valid.clear()
         self._rejected.clear()
 
-    def _validate(self, api_key: ApiKey, key: str) -> User:
+    def _validate(self, api_key: ApiKey, key: str, client: str | None) -> User:
         key_fp = api_key.fingerprint
         asked_at = time.time()
         entry = self._shared.entry_name(api_key.digest) if self._shared is not None else ""
         if self._shared is not None:
-            cached = self._from_shared(self._shared, entry, key, key_fp)
+            cached = self._from_shared(self._shared, entry, key, key_fp, client)
             if cached is not None:
                 return cached
         try:
@@ -220,7 +220,7 @@ class Authenticator:
         except (BrokerUnavailable, RpcTimeout, RemoteError) as error:
             if self._fallback is None:
                 self._observer.auth_outcome("error")
-                self._audit("backend_error", key_fp, None)
+                audit_auth("backend_error", key_fp, None, client)
                 message = error.message if isinstance(error, NoConsumer) else None
                 raise AuthBackendUnavailable(message) from None
             log.info("auth over broker gave no verdict, trying HTTP fallback",
@@ -228,15 +228,15 @@ class Authenticator:
             try:
                 user = self._fallback.validate(api_key.raw)
             except AuthenticationFailed:
-                self._reject(key, key_fp)
+                self._reject(key, key_fp, client)
                 raise
             except AuthBackendUnavailable:
                 self._observer.auth_outcome("error")
-                self._audit("backend_error", key_fp, None)
+                audit_auth("backend_error", key_fp, None, client)
                 raise
             outcome = "fallback"
         except AuthenticationFailed:
-            self._reject(key, key_fp)
+            self._reject(key, key_fp, client)
             if self._shared is not None:
                 self._shared.put_rejected(entry, asked_at)
             raise
@@ -245,11 +245,11 @@ class Authenticator:
             if self._shared is not None:
                 self._shared.put_valid(entry, dataclasses.asdict(user), user.id, asked_at)
         self._observer.auth_outcome(outcome)
-        self._audit("success", key_fp, user)
+        audit_auth("success", key_fp, user, client)
         return user
 
-    def _from_shared(self, shared: SharedAuthCache, entry: str, key: str,
-                     key_fp: str) -> User | None:
+    def _from_shared(self, shared: SharedAuthCache, entry: str, key: str, key_fp: str,
+                     client: str | None) -> User | None:
         """A verdict from the fleet-wide cache, kept here for the rest of its TTL; None = ask."""
         verdict = shared.get(entry)
         if verdict is None:
@@ -258,7 +258,7 @@ class Authenticator:
         if verdict.user_data is None:
             self._rejected.put(key, True, ttl=self._settings.auth_negative_cache_ttl - age)
             self._observer.auth_outcome("rejected")
-            self._audit("rejected_cached", key_fp, None)
+            audit_auth("rejected_cached", key_fp, None, client)
             raise AuthenticationFailed()
         try:
             user = User.from_reply(verdict.user_data)
@@ -268,13 +268,13 @@ class Authenticator:
             return None
         self._valid.put(key, user, ttl=self._settings.auth_cache_ttl - age)
         self._observer.auth_outcome("cached")
-        self._audit("success", key_fp, user)
+        audit_auth("success", key_fp, user, client)
         return user
 
-    def _reject(self, key: str, key_fp: str) -> None:
+    def _reject(self, key: str, key_fp: str, client: str | None) -> None:
         self._rejected.put(key, True)
         self._observer.auth_outcome("rejected")
-        self._audit("rejected", key_fp, None)
+        audit_auth("rejected", key_fp, None, client)
 
     def _ask_broker(self, api_key: str) -> User:
         reply = self._rpc.call(self._settings.auth_request_queue,
