@@ -38,7 +38,6 @@ from typing import Any, Mapping, Sequence
 
 from ..errors import ContinueExpired
 
-CONTINUE = "continue"
 _VERSION = 1
 # A token's issue time may run ahead of this worker's clock by this much (replicas'
 # clocks differ a little); further ahead, it was not issued by a replica of ours.
